@@ -1,0 +1,4 @@
+//! The business: what an entry is, and what can be done with entries. No HTTP and no DynamoDB here.
+
+pub mod entry;
+pub mod service;

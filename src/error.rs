@@ -1,0 +1,104 @@
+//! The one error type of the service, mapped once to a status code and the JSON envelope
+//! `{"success": false, "error": "...", "code": "..."}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::api::schema::ErrorResponse;
+use crate::domain::entry::ValidationError;
+use crate::health::ProbeResult;
+use crate::query::QueryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid entry: {0}")]
+    Invalid(#[from] ValidationError),
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("no container registry with id {0}")]
+    NotFound(String),
+    #[error("a container registry with id {0} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("this write needs the header Authorization: Bearer <token>")]
+    Unauthorized,
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// The registry did not answer as an OCI registry; the probe result travels in `data`.
+    #[error("{}", .0.error.clone().unwrap_or_else(|| "the registry did not answer as an OCI registry".into()))]
+    Unhealthy(Box<ProbeResult>),
+    #[error("the service could not reach its store; try again shortly")]
+    Store(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Invalid(_) | AppError::Query(_) | AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::NotFound(_) | AppError::NoRoute(_) => StatusCode::NOT_FOUND,
+            AppError::AlreadyExists(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Unhealthy(_) => StatusCode::BAD_GATEWAY,
+            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code beside the sentence.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Invalid(_) => "invalid_entry",
+            AppError::Query(e) => e.code(),
+            AppError::BadRequest { code, .. } => code,
+            AppError::NotFound(_) => "not_found",
+            AppError::NoRoute(_) => "no_route",
+            AppError::AlreadyExists(_) => "already_exists",
+            AppError::Conflict(_) => "update_conflict",
+            AppError::PayloadTooLarge(_) => "payload_too_large",
+            AppError::Unauthorized => "unauthorized",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
+            AppError::Unhealthy(r) if r.reachable => "not_a_registry",
+            AppError::Unhealthy(r) if r.refused_by.is_some() => "probe_refused",
+            AppError::Unhealthy(_) => "unreachable",
+            AppError::Store(_) => "store_unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    fn data(&self) -> Option<Value> {
+        match self {
+            AppError::Invalid(e) => Some(json!({ "field": e.field })),
+            AppError::Unhealthy(r) => serde_json::to_value(r).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            AppError::Store(detail) => tracing::error!(error = %detail, "store failure"),
+            AppError::Internal(detail) => tracing::error!(error = %detail, "internal failure"),
+            _ => {}
+        }
+        let body = ErrorResponse { success: false, error: self.to_string(), code: self.code().into(), data: self.data() };
+        let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self, AppError::Unauthorized) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
