@@ -1,0 +1,333 @@
+//! HTTP: one axum `Router` for the local server and for Lambda. Routes and the OpenAPI document
+//! come from the same annotations (utoipa-axum), so the document cannot drift from the router.
+
+pub mod auth;
+pub mod body;
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::auth::WriteAccess;
+use self::body::{JsonBody, MAX_BODY_BYTES};
+use self::schema::*;
+use crate::domain::service::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Registry};
+use crate::error::AppError;
+use crate::query::Filter;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub write_token: Option<Arc<str>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "container-registry-db",
+        description = "Lists OCI container registries for public discovery, queries them with a MongoDB-style filter and checks their health over the OCI distribution API.",
+    ),
+    modifiers(&WriteTokenScheme),
+    tags((name = "entries", description = "Container registry entries"), (name = "health", description = "OCI health probes")),
+)]
+struct ApiDoc;
+
+struct WriteTokenScheme;
+
+impl utoipa::Modify for WriteTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            WRITE_SECURITY,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Needed for writes when the server runs with REGISTRY_DB_WRITE_TOKEN; on AWS, writes use IAM auth at the API instead.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The name of the security scheme that marks an operation as a write.
+pub const WRITE_SECURITY: &str = "write_token";
+
+/// The router and its OpenAPI document, built from the same route definitions.
+pub fn router_and_doc(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (api_routes, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_entry))
+        .routes(routes!(get_entry, update_entry, delete_entry))
+        .routes(routes!(query_entries))
+        .routes(routes!(check_health))
+        .routes(routes!(liveness))
+        .split_for_parts();
+    let doc_json = Arc::new(doc.clone());
+    let router = api_routes
+        .route("/openapi.json", get(move || async move { Json(doc_json.as_ref().clone()) }))
+        .route_layer(middleware::from_fn(remember_route))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state);
+    (router, doc)
+}
+
+pub fn router(state: AppState) -> Router {
+    router_and_doc(state).0
+}
+
+/// The OpenAPI document alone (for tests and tooling).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    // The document does not depend on the state; build it without touching a store.
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_entry))
+        .routes(routes!(get_entry, update_entry, delete_entry))
+        .routes(routes!(query_entries))
+        .routes(routes!(check_health))
+        .routes(routes!(liveness))
+        .split_for_parts()
+        .1
+}
+
+/// Create a container registry entry.
+#[utoipa::path(
+    post, path = "/container_registry", tag = "entries",
+    request_body(content = NewContainerRegistry, description = "The entry; the seed's example JSON is accepted as it stands."),
+    responses(
+        (status = 201, description = "Created", body = CreatedResponse),
+        (status = 400, description = "Invalid entry: says which field broke which rule", body = ErrorResponse),
+        (status = 401, description = "A write token is required", body = ErrorResponse),
+        (status = 409, description = "The id is taken", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+    security(("write_token" = [])),
+)]
+async fn create_entry(_: WriteAccess, State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, AppError> {
+    let body = body.ok_or_else(|| AppError::BadRequest {
+        code: "invalid_json",
+        message: "the request body must be a JSON object describing the registry".into(),
+    })?;
+    let entry = state.registry.create(body).await?;
+    let location = format!("/container_registry/{}", entry.container_registry_id);
+    let body = CreatedResponse {
+        success: true,
+        data: CreatedData { message: "Container registry created".into(), id: entry.container_registry_id },
+    };
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// Get one entry by id.
+#[utoipa::path(
+    get, path = "/container_registry/{id}", tag = "entries",
+    params(("id" = String, Path, description = "container_registry_id")),
+    responses(
+        (status = 200, description = "The entry", body = EntryResponse),
+        (status = 404, description = "No such entry", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+)]
+async fn get_entry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<EntryResponse>, AppError> {
+    let entry = state.registry.get(&id).await?;
+    Ok(Json(EntryResponse { success: true, data: entry }))
+}
+
+/// Update an entry with MongoDB-style operators ($set, $unset, $addToSet, $pull, $push) or a plain
+/// object of top-level fields to set. Never inserts.
+#[utoipa::path(
+    put, path = "/container_registry/{id}", tag = "entries",
+    params(("id" = String, Path, description = "container_registry_id")),
+    request_body(content = Object, description = "An update document, e.g. {\"$set\": {\"container_registry_name\": \"updated-name\"}}"),
+    responses(
+        (status = 200, description = "Updated", body = UpdatedResponse),
+        (status = 400, description = "Invalid update, or the result is not a valid entry", body = ErrorResponse),
+        (status = 401, description = "A write token is required", body = ErrorResponse),
+        (status = 404, description = "No such entry", body = ErrorResponse),
+        (status = 409, description = "Concurrent writers kept winning; try again", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+    security(("write_token" = [])),
+)]
+async fn update_entry(
+    _: WriteAccess,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<UpdatedResponse>, AppError> {
+    let body = body.ok_or_else(|| AppError::BadRequest {
+        code: "invalid_update",
+        message: "the request body must be a JSON update document, e.g. {\"$set\": {\"container_registry_name\": \"new\"}}".into(),
+    })?;
+    let entry = state.registry.update(&id, &body).await?;
+    Ok(Json(UpdatedResponse {
+        success: true,
+        data: UpdatedData { message: "Container registry updated".into(), id: entry.container_registry_id.clone(), entry },
+    }))
+}
+
+/// Delete an entry.
+#[utoipa::path(
+    delete, path = "/container_registry/{id}", tag = "entries",
+    params(("id" = String, Path, description = "container_registry_id")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedResponse),
+        (status = 401, description = "A write token is required", body = ErrorResponse),
+        (status = 404, description = "No such entry", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+    security(("write_token" = [])),
+)]
+async fn delete_entry(_: WriteAccess, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeletedResponse>, AppError> {
+    state.registry.delete(&id).await?;
+    Ok(Json(DeletedResponse { success: true, data: DeletedData { message: "Container registry deleted".into() } }))
+}
+
+/// Query entries with a MongoDB-style filter (the body; empty or `{}` matches everything), one page
+/// at a time. Follow `next_cursor` until it is null.
+#[utoipa::path(
+    post, path = "/container_registries", tag = "entries",
+    params(PageParams),
+    request_body(content = Object, description = "A filter, e.g. {\"container_registry_tags\": {\"$in\": [\"ai\", \"internal\"]}}"),
+    responses(
+        (status = 200, description = "One page of matching entries", body = EntriesResponse),
+        (status = 400, description = "Invalid filter (names the construct), limit or cursor", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+)]
+async fn query_entries(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Json<EntriesResponse>, AppError> {
+    let params = PageParams::parse(query.as_deref())?;
+    let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
+    let page = state
+        .registry
+        .query(&filter, params.limit.unwrap_or(DEFAULT_PAGE_LIMIT), params.cursor.as_deref())
+        .await?;
+    tracing::debug!(returned = page.entries.len(), scanned = page.scanned, "query page");
+    Ok(Json(EntriesResponse { success: true, data: page.entries, next_cursor: page.next_cursor }))
+}
+
+/// Probe the registry's OCI API (`{public_url}/v2/`) and record the result on the entry.
+#[utoipa::path(
+    get, path = "/check_container_health/{id}", tag = "health",
+    params(("id" = String, Path, description = "container_registry_id")),
+    responses(
+        (status = 200, description = "An OCI registry answered (healthy, or healthy and asking for credentials)", body = HealthResponse),
+        (status = 404, description = "No such entry", body = ErrorResponse),
+        (status = 502, description = "Unreachable, refused by the probe policy, or not a registry API; the probe result is in data", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+)]
+async fn check_health(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<HealthResponse>, AppError> {
+    let result = state.registry.check_health(&id).await?;
+    if result.answered() {
+        Ok(Json(HealthResponse { success: true, data: result }))
+    } else {
+        Err(AppError::Unhealthy(Box::new(result)))
+    }
+}
+
+/// Liveness of the service itself (does not touch the store).
+#[utoipa::path(
+    get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The service is up", body = LivenessResponse)),
+)]
+async fn liveness() -> Json<LivenessResponse> {
+    Json(LivenessResponse { success: true, data: LivenessData { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() } })
+}
+
+/// `?limit=N&cursor=C` of the query endpoint.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    fn parse(query: Option<&str>) -> Result<PageParams, AppError> {
+        let mut params = PageParams::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "limit" => match value.parse::<usize>() {
+                    Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => params.limit = Some(n),
+                    _ => {
+                        return Err(AppError::BadRequest {
+                            code: "invalid_limit",
+                            message: format!("limit must be a whole number from 1 to {MAX_PAGE_LIMIT}, not {value:?}"),
+                        });
+                    }
+                },
+                "cursor" if !value.is_empty() => params.cursor = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// Copies the matched route template into the response, for the request log.
+async fn remember_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(req).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
+    response
+}
+
+/// One log line per request: method, route, status, latency.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let route = response.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    tracing::info!(
+        method = %method,
+        route,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn no_route(uri: Uri) -> AppError {
+    AppError::NoRoute(uri.path().to_string())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
+    AppError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_string() }
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    AppError::Internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -1,0 +1,128 @@
+//! Settings, read in one place. Every setting has one name, used by the flag and the environment
+//! variable alike (see the configuration table in the README and in API.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::service::Registry;
+use crate::health::{ProbeConfig, Prober};
+use crate::store::Store;
+use crate::store::dynamodb::DynamoStore;
+use crate::store::embedded::EmbeddedStore;
+
+#[derive(Debug, Parser)]
+#[command(name = "registry-db", version, about = "The container registry DB: list, find and health-check OCI registries.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API locally (embedded store by default).
+    Serve(ServeArgs),
+    /// Probe every entry's registry once, record each verdict, print the report and exit.
+    Sweep(SweepArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    Embedded,
+    Dynamodb,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where entries live.
+    #[arg(long, env = "REGISTRY_DB_STORE", value_enum, default_value = "embedded")]
+    pub store: StoreKind,
+    /// Folder of the embedded store.
+    #[arg(long, env = "REGISTRY_DB_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// DynamoDB table (endpoint, region and credentials come from the usual AWS settings).
+    #[arg(long, env = "TABLE_NAME", default_value = "container-registries")]
+    pub table: String,
+    /// Create the DynamoDB table when it is missing (for local use, e.g. against dynalite).
+    #[arg(long, env = "REGISTRY_DB_CREATE_TABLE")]
+    pub create_table: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// Timeout of one health probe, in milliseconds.
+    #[arg(long, env = "REGISTRY_DB_PROBE_TIMEOUT_MS", default_value_t = 5000)]
+    pub probe_timeout_ms: u64,
+    /// Let probes reach loopback addresses (for registries on the same machine).
+    #[arg(long, env = "REGISTRY_DB_PROBE_ALLOW_LOOPBACK")]
+    pub probe_allow_loopback: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Listen address.
+    #[arg(long, env = "REGISTRY_DB_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Sweep every entry's health this often, in seconds (off when absent).
+    #[arg(long, env = "REGISTRY_DB_SWEEP_EVERY")]
+    pub sweep_every: Option<u64>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+impl StoreArgs {
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self.store {
+            StoreKind::Embedded => Arc::new(EmbeddedStore::open(&self.data)?),
+            StoreKind::Dynamodb => Arc::new(DynamoStore::connect(&self.table, self.create_table).await?),
+        })
+    }
+}
+
+impl ProbeArgs {
+    pub fn prober(&self) -> Prober {
+        Prober::new(ProbeConfig {
+            timeout: Duration::from_millis(self.probe_timeout_ms.max(1)),
+            allow_loopback: self.probe_allow_loopback,
+            ..ProbeConfig::default()
+        })
+    }
+}
+
+/// Builds the registry service from store and probe settings.
+pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
+    Ok(Registry::new(store.open().await?, probe.prober()))
+}
+
+/// `REGISTRY_DB_WRITE_TOKEN`, when set and not blank.
+pub fn write_token() -> Option<Arc<str>> {
+    std::env::var("REGISTRY_DB_WRITE_TOKEN").ok().filter(|t| !t.trim().is_empty()).map(|t| Arc::from(t.trim()))
+}
+
+/// Inside Lambda the same settings come from the environment, with DynamoDB as the default store.
+pub fn lambda_settings() -> anyhow::Result<(StoreArgs, ProbeArgs)> {
+    #[derive(Parser)]
+    struct LambdaEnv {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        probe: ProbeArgs,
+    }
+    // SAFETY of intent: only fills the default; an explicit REGISTRY_DB_STORE wins.
+    let store_default = std::env::var("REGISTRY_DB_STORE").unwrap_or_else(|_| "dynamodb".into());
+    let parsed = LambdaEnv::try_parse_from(["registry-db", "--store", &store_default])?;
+    Ok((parsed.store, parsed.probe))
+}

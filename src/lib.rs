@@ -1,0 +1,17 @@
+//! container-registry-db: a listing of OCI container registries.
+//!
+//! Layers, from the inside out: `query` (the filter and update language, no I/O), `domain` (the
+//! entry and the operations), `store` (embedded redb and DynamoDB), `health` (OCI probes and
+//! sweeps), `api` (the axum router and its OpenAPI document), and the entry points `server` and
+//! `lambda`. See ARCHITECTURE in the README.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod health;
+pub mod lambda;
+pub mod query;
+pub mod server;
+pub mod store;
+pub mod telemetry;

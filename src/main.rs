@@ -1,0 +1,39 @@
+//! `registry-db`: runs as the Lambda function when Lambda starts it, else as a command line.
+
+use std::time::Duration;
+
+use clap::Parser;
+use registry_db::api::{AppState, router};
+use registry_db::config::{self, Cli, Command};
+use registry_db::health::SweepOptions;
+use registry_db::server::{ServeOptions, serve};
+use registry_db::{lambda, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        telemetry::init(true);
+        let (store, probe) = config::lambda_settings()?;
+        let registry = config::registry(&store, &probe).await?;
+        let app = router(AppState { registry: registry.clone(), write_token: config::write_token() });
+        return lambda::run(registry, app).await.map_err(|e| anyhow::anyhow!(e));
+    }
+    telemetry::init(false);
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let registry = config::registry(&args.store, &args.probe).await?;
+            let opts = ServeOptions {
+                addr: args.addr,
+                write_token: config::write_token(),
+                sweep_every: args.sweep_every.map(Duration::from_secs),
+            };
+            serve(registry, opts).await
+        }
+        Command::Sweep(args) => {
+            let registry = config::registry(&args.store, &args.probe).await?;
+            let report = registry.sweep(&SweepOptions::default()).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+    }
+}
