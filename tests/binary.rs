@@ -1,0 +1,145 @@
+//! The real `registry-db serve` binary on port 0, driven over HTTP on loopback with the seed's JSON
+//! and curl commands' requests, including restarts that show persistence (also after `kill -9`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+use support::seed_entry;
+
+const SEED_ID: &str = "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509";
+
+/// A running server; killed (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-db"));
+    cmd.arg("serve").args(["--addr", "127.0.0.1:0"]).args(args);
+    for key in ["REGISTRY_DB_STORE", "REGISTRY_DB_DATA", "REGISTRY_DB_WRITE_TOKEN", "REGISTRY_DB_ADDR"] {
+        cmd.env_remove(key);
+    }
+    cmd.envs(envs.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start registry-db");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("registry-db listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from registry-db: {line:?}"))
+        .to_string();
+    Server { child, base }
+}
+
+async fn send(client: &reqwest::Client, method: &str, url: String, body: Option<Value>) -> (u16, Value) {
+    let mut req = client.request(method.parse().unwrap(), url);
+    if let Some(body) = body {
+        // As the seed's curl: -H "Content-Type: application/json" -d @entry.json
+        req = req.header("content-type", "application/json").body(body.to_string());
+    }
+    let resp = req.send().await.expect("request to the local server");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn seed_walkthrough_and_persistence_across_restart_and_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    let server = start(&["--data", data], &[]);
+    let (status, body) = send(&client, "POST", format!("{}/container_registry", server.base), Some(seed_entry())).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["id"], SEED_ID);
+    let (status, body) = send(
+        &client,
+        "PUT",
+        format!("{}/container_registry/{SEED_ID}", server.base),
+        Some(json!({ "$set": {"container_registry_name": "updated-name"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        &client,
+        "POST",
+        format!("{}/container_registries", server.base),
+        Some(json!({"container_registry_tags": {"$in": ["ai", "internal"]}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"][0]["container_registry_id"], SEED_ID);
+    // A write acknowledged to the client survives SIGKILL.
+    drop(server);
+
+    let server = start(&["--data", data], &[]);
+    let (status, body) = send(&client, "GET", format!("{}/container_registry/{SEED_ID}", server.base), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["container_registry_name"], "updated-name");
+    assert_eq!(body["data"]["container_registry_version"], 2);
+    let (status, _) = send(&client, "DELETE", format!("{}/container_registry/{SEED_ID}", server.base), None).await;
+    assert_eq!(status, 200);
+    drop(server);
+
+    let server = start(&["--data", data], &[]);
+    let (status, _) = send(&client, "GET", format!("{}/container_registry/{SEED_ID}", server.base), None).await;
+    assert_eq!(status, 404, "a delete persists too");
+}
+
+#[tokio::test]
+async fn the_data_folder_comes_from_the_environment_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let server = start(&[], &[("REGISTRY_DB_DATA", dir.path().to_str().unwrap())]);
+    let (status, _) = send(&client, "POST", format!("{}/container_registry", server.base), Some(seed_entry())).await;
+    assert_eq!(status, 201);
+    drop(server);
+    assert!(dir.path().join("registry-db.redb").exists());
+}
+
+#[tokio::test]
+async fn serve_over_dynamodb_creates_the_table_and_keeps_entries() {
+    let endpoint = support::dynalite();
+    let table = format!("binary-{}", std::process::id());
+    let envs = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let server = start(&["--store", "dynamodb", "--table", &table, "--create-table"], &envs);
+    let (status, body) = send(&client, "POST", format!("{}/container_registry", server.base), Some(seed_entry())).await;
+    assert_eq!(status, 201, "{body}");
+    drop(server);
+    let server = start(&["--store", "dynamodb", "--table", &table], &envs);
+    let (status, body) = send(&client, "GET", format!("{}/container_registry/{SEED_ID}", server.base), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["container_registry_name"], "internal-ai-registry");
+}
+
+#[test]
+fn a_second_server_on_the_same_data_folder_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let _first = start(&["--data", data], &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_registry-db"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data", data])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already open"), "{stderr}");
+}

@@ -1,0 +1,194 @@
+//! Shared test support: real components on loopback, stopped when the test process ends.
+//!
+//! - `dynalite()` starts one dynalite (DynamoDB API) per test process on a port the OS picks; the
+//!   node process exits when our stdin pipe to it closes, i.e. when this process ends.
+//! - `stores()` gives a fresh embedded store (temp folder) and a fresh DynamoDB table, so every
+//!   router test runs against both.
+//!
+//! A component that cannot start makes the test fail with a message saying how to install it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use registry_db::api::{AppState, router};
+use registry_db::domain::service::Registry;
+use registry_db::health::{ProbeConfig, Prober};
+use registry_db::store::Store;
+use registry_db::store::dynamodb::DynamoStore;
+use registry_db::store::dynamodb::filter::TranslateOptions;
+use registry_db::store::embedded::EmbeddedStore;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Dynalite {
+    endpoint: String,
+    // Held so the pipe to dynalite's stdin stays open for the life of the test process.
+    _child: Mutex<Child>,
+}
+
+static DYNALITE: OnceLock<Dynalite> = OnceLock::new();
+
+/// The endpoint of this test process's dynalite, started on first use.
+pub fn dynalite() -> String {
+    DYNALITE
+        .get_or_init(|| {
+            let script = format!("{ROOT}/tests/support/dynalite.js");
+            let mut child = Command::new("node")
+                .arg(&script)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start dynalite with node ({e}); run ./scripts/test.sh, which installs it (npm ci)"));
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            let port: u16 = line.trim().parse().unwrap_or_else(|_| {
+                panic!("dynalite did not start (printed {line:?}); is node_modules/dynalite installed? run `npm ci`")
+            });
+            Dynalite { endpoint: format!("http://127.0.0.1:{port}"), _child: Mutex::new(child) }
+        })
+        .endpoint
+        .clone()
+}
+
+pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(dynalite())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+static TABLES: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty table on dynalite.
+pub async fn dynamo_store() -> Arc<dyn Store> {
+    let table = format!("t{}-{}", std::process::id(), TABLES.fetch_add(1, Ordering::Relaxed));
+    // dynalite's `contains` does not search lists: the store's conservative pushdown for emulators.
+    let store = DynamoStore::from_client(dynamo_client(), &table, TranslateOptions::DYNALITE);
+    store.ensure_table().await.expect("create a table on dynalite");
+    Arc::new(store)
+}
+
+/// A fresh embedded store in a temp folder (deleted when the guard drops).
+pub fn embedded_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    (Arc::new(store), dir)
+}
+
+/// A store under test, with whatever must live as long as it.
+pub struct TestStore {
+    pub name: &'static str,
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Both stores, fresh: every behaviour test runs on each.
+pub async fn stores() -> Vec<TestStore> {
+    let (embedded, dir) = embedded_store();
+    vec![
+        TestStore { name: "embedded", store: embedded, _dir: Some(dir) },
+        TestStore { name: "dynamodb", store: dynamo_store().await, _dir: None },
+    ]
+}
+
+pub fn loopback_prober(timeout_ms: u64) -> Prober {
+    Prober::new(ProbeConfig {
+        timeout: std::time::Duration::from_millis(timeout_ms),
+        allow_loopback: true,
+        ..ProbeConfig::default()
+    })
+}
+
+pub fn app(store: Arc<dyn Store>, write_token: Option<&str>) -> Router {
+    let registry = Registry::new(store, loopback_prober(2000));
+    router(AppState { registry, write_token: write_token.map(Arc::from) })
+}
+
+/// Sends one request through the router in-process and returns status and JSON body.
+pub async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    call_with(app, method, uri, body.map(|b| b.to_string()), &[]).await
+}
+
+pub async fn call_with(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("{method} {uri}: body is not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (status, json)
+}
+
+/// The seed's example entry, verbatim.
+pub fn seed_entry() -> Value {
+    json!({
+      "container_registry_id": "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509",
+      "container_registry_name": "internal-ai-registry",
+      "container_registry_metadata": {
+        "environment": "production",
+        "owner": "mlops-team",
+        "region": "us-west-2"
+      },
+      "container_registry_tags": ["ai", "training", "internal", "fast-pull"],
+      "container_registry_public_url": "http://10.13.21.22:32633",
+      "container_registry_image_prefix": "10.13.21.22:32633",
+      "container_registry_config": {
+        "auth_required": true,
+        "mirror_enabled": false,
+        "storage_backend": "s3",
+        "max_layer_size_mb": 500
+      },
+      "container_registry_storage_info": {
+        "storage_type": "s3",
+        "storage_size": -1,
+        "memory_size": 8192,
+        "registry_type": "aios"
+      }
+    })
+}
+
+/// A minimal valid entry with the given id and name.
+pub fn entry(id: &str, name: &str) -> Value {
+    json!({
+        "container_registry_id": id,
+        "container_registry_name": name,
+        "container_registry_public_url": format!("http://10.0.0.1:5000/{name}"),
+    })
+}
+
+/// Tests whose data names non-loopback addresses (the seed's 10.13.21.22, SSRF cases) run only
+/// where loopback is the whole network: `scripts/test.sh` runs the suite under `unshare -n`.
+/// Anywhere else they fail loudly instead of sending a packet.
+pub fn require_loopback_only_network() {
+    let dev = std::fs::read_to_string("/proc/net/dev").expect("read /proc/net/dev");
+    let interfaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    assert!(
+        interfaces.iter().all(|i| *i == "lo"),
+        "this test would probe non-loopback addresses; run it in a loopback-only network namespace \
+         (./scripts/test.sh does: unshare -n). Interfaces here: {interfaces:?}"
+    );
+}
