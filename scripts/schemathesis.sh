@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v st >/dev/null || { echo "schemathesis (st) is not installed: pip install -r requirements-test.txt" >&2; exit 2; }
-bin=target/debug/registry-db
+bin="${CARGO_TARGET_DIR:-target}/debug/registry-db"
 [ -x "$bin" ] || { echo "$bin is not built: cargo build" >&2; exit 2; }
 
 work=$(mktemp -d)
