@@ -15,7 +15,11 @@ use crate::store::dynamodb::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 
 #[derive(Debug, Parser)]
-#[command(name = "registry-db", version, about = "The container registry DB: list, find and health-check OCI registries.")]
+#[command(
+    name = "registry-db",
+    version,
+    about = "The container registry DB: list, find and health-check OCI registries."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -38,7 +42,12 @@ pub enum StoreKind {
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// Where entries live.
-    #[arg(long, env = "REGISTRY_DB_STORE", value_enum, default_value = "embedded")]
+    #[arg(
+        long,
+        env = "REGISTRY_DB_STORE",
+        value_enum,
+        default_value = "embedded"
+    )]
     pub store: StoreKind,
     /// Folder of the embedded store.
     #[arg(long, env = "REGISTRY_DB_DATA", default_value = "./data")]
@@ -87,7 +96,9 @@ impl StoreArgs {
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self.store {
             StoreKind::Embedded => Arc::new(EmbeddedStore::open(&self.data)?),
-            StoreKind::Dynamodb => Arc::new(DynamoStore::connect(&self.table, self.create_table).await?),
+            StoreKind::Dynamodb => {
+                Arc::new(DynamoStore::connect(&self.table, self.create_table).await?)
+            }
         })
     }
 }
@@ -109,7 +120,10 @@ pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Re
 
 /// `REGISTRY_DB_WRITE_TOKEN`, when set and not blank.
 pub fn write_token() -> Option<Arc<str>> {
-    std::env::var("REGISTRY_DB_WRITE_TOKEN").ok().filter(|t| !t.trim().is_empty()).map(|t| Arc::from(t.trim()))
+    std::env::var("REGISTRY_DB_WRITE_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Arc::from(t.trim()))
 }
 
 /// Inside Lambda the same settings come from the environment, with DynamoDB as the default store.

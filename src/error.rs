@@ -44,7 +44,9 @@ pub enum AppError {
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::Invalid(_) | AppError::Query(_) | AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::Invalid(_) | AppError::Query(_) | AppError::BadRequest { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             AppError::NotFound(_) | AppError::NoRoute(_) => StatusCode::NOT_FOUND,
             AppError::AlreadyExists(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,10 +96,17 @@ impl IntoResponse for AppError {
             AppError::Internal(detail) => tracing::error!(error = %detail, "internal failure"),
             _ => {}
         }
-        let body = ErrorResponse { success: false, error: self.to_string(), code: self.code().into(), data: self.data() };
+        let body = ErrorResponse {
+            success: false,
+            error: self.to_string(),
+            code: self.code().into(),
+            data: self.data(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if matches!(self, AppError::Unauthorized) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -15,18 +15,26 @@ use crate::health::SweepOptions;
 /// the payload `template.yaml` gives the Scheduler.
 pub fn is_scheduled_event(event: &Value) -> bool {
     event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
-        && event.get("source").and_then(Value::as_str).is_some_and(|s| s == "aws.events" || s == "aws.scheduler")
+        && event
+            .get("source")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s == "aws.events" || s == "aws.scheduler")
 }
 
 /// Handles one invocation: a scheduled sweep, or an HTTP request answered by the router.
-pub async fn handle(registry: &Registry, router: &Router, event: LambdaEvent<Value>) -> Result<Value, Error> {
+pub async fn handle(
+    registry: &Registry,
+    router: &Router,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Error> {
     let LambdaEvent { payload, context } = event;
     if is_scheduled_event(&payload) {
         let report = registry.sweep(&SweepOptions::default()).await?;
         return Ok(serde_json::to_value(report)?);
     }
-    let request: LambdaRequest = serde_json::from_value(payload)
-        .map_err(|e| format!("the event is neither an API Gateway/ALB request nor a scheduled event: {e}"))?;
+    let request: LambdaRequest = serde_json::from_value(payload).map_err(|e| {
+        format!("the event is neither an API Gateway/ALB request nor a scheduled event: {e}")
+    })?;
     let mut adapter = Adapter::from(router.clone());
     let response = adapter.call(LambdaEvent::new(request, context)).await?;
     Ok(serde_json::to_value(response)?)
@@ -35,6 +43,8 @@ pub async fn handle(registry: &Registry, router: &Router, event: LambdaEvent<Val
 pub async fn run(registry: Registry, router: Router) -> Result<(), Error> {
     let registry = &registry;
     let router = &router;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(registry, router, event).await }))
-        .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(registry, router, event).await
+    }))
+    .await
 }

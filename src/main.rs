@@ -15,8 +15,13 @@ async fn main() -> anyhow::Result<()> {
         telemetry::init(true);
         let (store, probe) = config::lambda_settings()?;
         let registry = config::registry(&store, &probe).await?;
-        let app = router(AppState { registry: registry.clone(), write_token: config::write_token() });
-        return lambda::run(registry, app).await.map_err(|e| anyhow::anyhow!(e));
+        let app = router(AppState {
+            registry: registry.clone(),
+            write_token: config::write_token(),
+        });
+        return lambda::run(registry, app)
+            .await
+            .map_err(|e| anyhow::anyhow!(e));
     }
     telemetry::init(false);
     match Cli::parse().command {

@@ -18,7 +18,9 @@ pub struct ServeOptions {
 
 pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()> {
     if opts.write_token.is_none() {
-        tracing::warn!("REGISTRY_DB_WRITE_TOKEN is not set: anyone who can reach this server can create, update and delete entries");
+        tracing::warn!(
+            "REGISTRY_DB_WRITE_TOKEN is not set: anyone who can reach this server can create, update and delete entries"
+        );
     }
     let listener = TcpListener::bind(opts.addr)
         .await
@@ -43,8 +45,13 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
         });
     }
 
-    let app = router(AppState { registry, write_token: opts.write_token });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let app = router(AppState {
+        registry,
+        write_token: opts.write_token,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("registry-db stopped");
     Ok(())
 }

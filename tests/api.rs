@@ -17,9 +17,13 @@ async fn create_then_get_returns_the_seed_entry_with_managed_fields() {
         let app = app(s.store.clone(), None);
         let (status, body) = call(&app, "POST", "/container_registry", Some(seed_entry())).await;
         assert_eq!(status, StatusCode::CREATED, "{}: {body}", s.name);
-        assert_eq!(body, json!({"success": true, "data": {"message": "Container registry created", "id": SEED_ID}}));
+        assert_eq!(
+            body,
+            json!({"success": true, "data": {"message": "Container registry created", "id": SEED_ID}})
+        );
 
-        let (status, body) = call(&app, "GET", &format!("/container_registry/{SEED_ID}"), None).await;
+        let (status, body) =
+            call(&app, "GET", &format!("/container_registry/{SEED_ID}"), None).await;
         assert_eq!(status, StatusCode::OK, "{}", s.name);
         assert_eq!(body["success"], true);
         let data = body["data"].as_object().unwrap();
@@ -27,7 +31,12 @@ async fn create_then_get_returns_the_seed_entry_with_managed_fields() {
             assert_eq!(data.get(k), Some(v), "{}: field {k}", s.name);
         }
         assert_eq!(data["container_registry_version"], 1);
-        assert!(data["container_registry_created_at"].as_str().unwrap().ends_with('Z'));
+        assert!(
+            data["container_registry_created_at"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
     }
 }
 
@@ -36,7 +45,9 @@ async fn create_without_id_makes_a_uuid_and_returns_it() {
     for s in stores().await {
         let app = app(s.store.clone(), None);
         let mut body = seed_entry();
-        body.as_object_mut().unwrap().remove("container_registry_id");
+        body.as_object_mut()
+            .unwrap()
+            .remove("container_registry_id");
         let (status, created) = call(&app, "POST", "/container_registry", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{}", s.name);
         let id = created["data"]["id"].as_str().unwrap();
@@ -51,7 +62,12 @@ async fn create_without_id_makes_a_uuid_and_returns_it() {
 async fn duplicate_id_is_409_and_keeps_the_first_entry() {
     for s in stores().await {
         let app = app(s.store.clone(), None);
-        assert_eq!(call(&app, "POST", "/container_registry", Some(seed_entry())).await.0, StatusCode::CREATED);
+        assert_eq!(
+            call(&app, "POST", "/container_registry", Some(seed_entry()))
+                .await
+                .0,
+            StatusCode::CREATED
+        );
         let mut second = seed_entry();
         second["container_registry_name"] = json!("impostor");
         let (status, body) = call(&app, "POST", "/container_registry", Some(second)).await;
@@ -59,7 +75,10 @@ async fn duplicate_id_is_409_and_keeps_the_first_entry() {
         assert_eq!(body["success"], false);
         assert_eq!(body["code"], "already_exists");
         let (_, got) = call(&app, "GET", &format!("/container_registry/{SEED_ID}"), None).await;
-        assert_eq!(got["data"]["container_registry_name"], "internal-ai-registry");
+        assert_eq!(
+            got["data"]["container_registry_name"],
+            "internal-ai-registry"
+        );
     }
 }
 
@@ -68,17 +87,42 @@ async fn invalid_entries_are_400_naming_the_field() {
     for s in stores().await {
         let app = app(s.store.clone(), None);
         let cases = [
-            (json!({"container_registry_public_url": "http://h:5000"}), "container_registry_name"),
-            (json!({"container_registry_name": "x"}), "container_registry_public_url"),
-            (json!({"container_registry_name": "x", "container_registry_public_url": "h:5000"}), "container_registry_public_url"),
-            (json!({"container_registry_name": "x", "container_registry_public_url": "http://u:p@h"}), "container_registry_public_url"),
-            (json!({"container_registry_name": "x", "container_registry_public_url": "http://h", "container_registry_tags": "ai"}), "container_registry_tags"),
-            (json!({"container_registry_name": "x", "container_registry_public_url": "http://h", "nickname": 1}), "nickname"),
-            (json!({"container_registry_name": "x", "container_registry_public_url": "http://h", "container_registry_version": 3}), "container_registry_version"),
-            (json!({"container_registry_name": "x", "container_registry_public_url": "http://h", "container_registry_storage_info": {"storage_type": "tape"}}), "container_registry_storage_info.storage_type"),
+            (
+                json!({"container_registry_public_url": "http://h:5000"}),
+                "container_registry_name",
+            ),
+            (
+                json!({"container_registry_name": "x"}),
+                "container_registry_public_url",
+            ),
+            (
+                json!({"container_registry_name": "x", "container_registry_public_url": "h:5000"}),
+                "container_registry_public_url",
+            ),
+            (
+                json!({"container_registry_name": "x", "container_registry_public_url": "http://u:p@h"}),
+                "container_registry_public_url",
+            ),
+            (
+                json!({"container_registry_name": "x", "container_registry_public_url": "http://h", "container_registry_tags": "ai"}),
+                "container_registry_tags",
+            ),
+            (
+                json!({"container_registry_name": "x", "container_registry_public_url": "http://h", "nickname": 1}),
+                "nickname",
+            ),
+            (
+                json!({"container_registry_name": "x", "container_registry_public_url": "http://h", "container_registry_version": 3}),
+                "container_registry_version",
+            ),
+            (
+                json!({"container_registry_name": "x", "container_registry_public_url": "http://h", "container_registry_storage_info": {"storage_type": "tape"}}),
+                "container_registry_storage_info.storage_type",
+            ),
         ];
         for (body, field) in cases {
-            let (status, resp) = call(&app, "POST", "/container_registry", Some(body.clone())).await;
+            let (status, resp) =
+                call(&app, "POST", "/container_registry", Some(body.clone())).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {body}", s.name);
             assert_eq!(resp["success"], false);
             assert_eq!(resp["code"], "invalid_entry");
@@ -86,8 +130,18 @@ async fn invalid_entries_are_400_naming_the_field() {
             assert!(resp["error"].as_str().unwrap().contains(field), "{resp}");
         }
         // Not JSON, not an object, empty.
-        let (status, resp) = call_with(&app, "POST", "/container_registry", Some("{nope".into()), &[]).await;
-        assert_eq!((status, resp["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
+        let (status, resp) = call_with(
+            &app,
+            "POST",
+            "/container_registry",
+            Some("{nope".into()),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, resp["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_json"))
+        );
         let (status, _) = call(&app, "POST", "/container_registry", Some(json!([1, 2]))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let (status, _) = call_with(&app, "POST", "/container_registry", None, &[]).await;
@@ -116,7 +170,13 @@ async fn update_applies_operators_and_bumps_the_version() {
         let app = app(s.store.clone(), None);
         call(&app, "POST", "/container_registry", Some(seed_entry())).await;
         let uri = format!("/container_registry/{SEED_ID}");
-        let (status, resp) = call(&app, "PUT", &uri, Some(json!({"$set": {"container_registry_name": "updated-name"}}))).await;
+        let (status, resp) = call(
+            &app,
+            "PUT",
+            &uri,
+            Some(json!({"$set": {"container_registry_name": "updated-name"}})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{}: {resp}", s.name);
         assert_eq!(resp["data"]["message"], "Container registry updated");
         let (_, got) = call(&app, "GET", &uri, None).await;
@@ -124,11 +184,23 @@ async fn update_applies_operators_and_bumps_the_version() {
         assert_eq!(got["data"]["container_registry_version"], 2);
 
         // The same values again: still 200 (the earlier service said 404 here).
-        let (status, _) = call(&app, "PUT", &uri, Some(json!({"$set": {"container_registry_name": "updated-name"}}))).await;
+        let (status, _) = call(
+            &app,
+            "PUT",
+            &uri,
+            Some(json!({"$set": {"container_registry_name": "updated-name"}})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
 
         // A plain object is a $set of its fields.
-        let (status, _) = call(&app, "PUT", &uri, Some(json!({"container_registry_tags": ["a", "b"]}))).await;
+        let (status, _) = call(
+            &app,
+            "PUT",
+            &uri,
+            Some(json!({"container_registry_tags": ["a", "b"]})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         let (_, got) = call(&app, "GET", &uri, None).await;
         assert_eq!(got["data"]["container_registry_tags"], json!(["a", "b"]));
@@ -139,10 +211,19 @@ async fn update_applies_operators_and_bumps_the_version() {
 async fn update_of_unknown_id_is_404_and_inserts_nothing() {
     for s in stores().await {
         let app = app(s.store.clone(), None);
-        let (status, resp) = call(&app, "PUT", "/container_registry/nope", Some(json!({"$set": {"container_registry_name": "x"}}))).await;
+        let (status, resp) = call(
+            &app,
+            "PUT",
+            "/container_registry/nope",
+            Some(json!({"$set": {"container_registry_name": "x"}})),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{}", s.name);
         assert_eq!(resp["code"], "not_found");
-        assert_eq!(call(&app, "GET", "/container_registry/nope", None).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(&app, "GET", "/container_registry/nope", None).await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 }
 
@@ -163,7 +244,12 @@ async fn update_that_breaks_a_rule_is_400_and_changes_nothing() {
         ];
         for update in cases {
             let (status, resp) = call(&app, "PUT", &uri, Some(update.clone())).await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {update} -> {resp}", s.name);
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{}: {update} -> {resp}",
+                s.name
+            );
             assert_eq!(resp["success"], false);
         }
         let (_, got) = call(&app, "GET", &uri, None).await;
@@ -179,9 +265,15 @@ async fn delete_removes_and_second_delete_is_404() {
         let uri = format!("/container_registry/{SEED_ID}");
         let (status, resp) = call(&app, "DELETE", &uri, None).await;
         assert_eq!(status, StatusCode::OK, "{}", s.name);
-        assert_eq!(resp, json!({"success": true, "data": {"message": "Container registry deleted"}}));
+        assert_eq!(
+            resp,
+            json!({"success": true, "data": {"message": "Container registry deleted"}})
+        );
         assert_eq!(call(&app, "GET", &uri, None).await.0, StatusCode::NOT_FOUND);
-        assert_eq!(call(&app, "DELETE", &uri, None).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(&app, "DELETE", &uri, None).await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 }
 
@@ -190,7 +282,8 @@ async fn get_of_unknown_or_impossible_id_is_404() {
     for s in stores().await {
         let app = app(s.store.clone(), None);
         for id in ["missing", "a%2Fb", "..", &"x".repeat(300)] {
-            let (status, resp) = call(&app, "GET", &format!("/container_registry/{id}"), None).await;
+            let (status, resp) =
+                call(&app, "GET", &format!("/container_registry/{id}"), None).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{}: {id}", s.name);
             assert_eq!(resp["success"], false);
         }
@@ -206,10 +299,20 @@ async fn query_with_the_seed_filter_and_errors() {
         other["container_registry_tags"] = json!(["cpu"]);
         call(&app, "POST", "/container_registry", Some(other)).await;
 
-        let (status, resp) =
-            call(&app, "POST", "/container_registries", Some(json!({"container_registry_tags": {"$in": ["ai", "internal"]}}))).await;
+        let (status, resp) = call(
+            &app,
+            "POST",
+            "/container_registries",
+            Some(json!({"container_registry_tags": {"$in": ["ai", "internal"]}})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{}: {resp}", s.name);
-        let ids: Vec<&str> = resp["data"].as_array().unwrap().iter().map(|e| e["container_registry_id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = resp["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["container_registry_id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, [SEED_ID], "{}", s.name);
         assert_eq!(resp["next_cursor"], Value::Null);
 
@@ -219,11 +322,23 @@ async fn query_with_the_seed_filter_and_errors() {
             assert_eq!(status, StatusCode::OK);
             assert_eq!(resp["data"].as_array().unwrap().len(), 2);
         }
-        let (status, resp) = call(&app, "POST", "/container_registries", Some(json!({"$where": "1"}))).await;
+        let (status, resp) = call(
+            &app,
+            "POST",
+            "/container_registries",
+            Some(json!({"$where": "1"})),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{}", s.name);
         assert!(resp["error"].as_str().unwrap().contains("$where"), "{resp}");
         for bad in ["limit=0", "limit=1001", "limit=ten", "cursor=garbage"] {
-            let (status, resp) = call(&app, "POST", &format!("/container_registries?{bad}"), Some(json!({}))).await;
+            let (status, resp) = call(
+                &app,
+                "POST",
+                &format!("/container_registries?{bad}"),
+                Some(json!({})),
+            )
+            .await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
             assert_eq!(resp["success"], false);
         }
@@ -255,7 +370,10 @@ async fn query_pages_cover_every_match_exactly_once() {
             assert_eq!(status, StatusCode::OK, "{}: {resp}", s.name);
             let page = resp["data"].as_array().unwrap();
             assert!(page.len() <= 4);
-            seen.extend(page.iter().map(|e| e["container_registry_id"].as_str().unwrap().to_string()));
+            seen.extend(
+                page.iter()
+                    .map(|e| e["container_registry_id"].as_str().unwrap().to_string()),
+            );
             match resp["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
                 None => break,
@@ -275,19 +393,52 @@ async fn write_token_protects_writes_and_leaves_reads_public() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", s.name);
         assert_eq!(resp["success"], false);
         let wrong = [("authorization", "Bearer nope")];
-        let (status, _) = call_with(&app, "POST", "/container_registry", Some(seed_entry().to_string()), &wrong).await;
+        let (status, _) = call_with(
+            &app,
+            "POST",
+            "/container_registry",
+            Some(seed_entry().to_string()),
+            &wrong,
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let right = [("authorization", "Bearer s3cret")];
-        let (status, _) = call_with(&app, "POST", "/container_registry", Some(seed_entry().to_string()), &right).await;
+        let (status, _) = call_with(
+            &app,
+            "POST",
+            "/container_registry",
+            Some(seed_entry().to_string()),
+            &right,
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
         let uri = format!("/container_registry/{SEED_ID}");
         assert_eq!(call(&app, "GET", &uri, None).await.0, StatusCode::OK);
-        assert_eq!(call(&app, "POST", "/container_registries", Some(json!({}))).await.0, StatusCode::OK);
+        assert_eq!(
+            call(&app, "POST", "/container_registries", Some(json!({})))
+                .await
+                .0,
+            StatusCode::OK
+        );
         let update = json!({"$set": {"container_registry_name": "x"}}).to_string();
-        assert_eq!(call_with(&app, "PUT", &uri, Some(update.clone()), &[]).await.0, StatusCode::UNAUTHORIZED);
-        assert_eq!(call_with(&app, "PUT", &uri, Some(update), &right).await.0, StatusCode::OK);
-        assert_eq!(call(&app, "DELETE", &uri, None).await.0, StatusCode::UNAUTHORIZED);
-        assert_eq!(call_with(&app, "DELETE", &uri, None, &right).await.0, StatusCode::OK);
+        assert_eq!(
+            call_with(&app, "PUT", &uri, Some(update.clone()), &[])
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call_with(&app, "PUT", &uri, Some(update), &right).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, "DELETE", &uri, None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call_with(&app, "DELETE", &uri, None, &right).await.0,
+            StatusCode::OK
+        );
     }
 }
 
@@ -296,9 +447,15 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
     for s in stores().await {
         let app = app(s.store.clone(), None);
         let (status, resp) = call(&app, "GET", "/nowhere", None).await;
-        assert_eq!((status, resp["success"].clone()), (StatusCode::NOT_FOUND, json!(false)));
+        assert_eq!(
+            (status, resp["success"].clone()),
+            (StatusCode::NOT_FOUND, json!(false))
+        );
         let (status, resp) = call(&app, "PATCH", "/container_registry/x", None).await;
-        assert_eq!((status, resp["success"].clone()), (StatusCode::METHOD_NOT_ALLOWED, json!(false)));
+        assert_eq!(
+            (status, resp["success"].clone()),
+            (StatusCode::METHOD_NOT_ALLOWED, json!(false))
+        );
     }
 }
 
@@ -314,7 +471,13 @@ async fn concurrent_add_to_set_updates_are_never_lost() {
                 let app = app.clone();
                 let uri = uri.clone();
                 tokio::spawn(async move {
-                    call(&app, "PUT", &uri, Some(json!({"$addToSet": {"container_registry_tags": format!("t{i}")}}))).await
+                    call(
+                        &app,
+                        "PUT",
+                        &uri,
+                        Some(json!({"$addToSet": {"container_registry_tags": format!("t{i}")}})),
+                    )
+                    .await
                 })
             })
             .collect();
@@ -323,11 +486,25 @@ async fn concurrent_add_to_set_updates_are_never_lost() {
             assert_eq!(status, StatusCode::OK, "{}: {resp}", s.name);
         }
         let (_, got) = call(&app, "GET", &uri, None).await;
-        let tags: HashSet<&str> = got["data"]["container_registry_tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let tags: HashSet<&str> = got["data"]["container_registry_tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
         for i in 0..n {
-            assert!(tags.contains(format!("t{i}").as_str()), "{}: t{i} lost", s.name);
+            assert!(
+                tags.contains(format!("t{i}").as_str()),
+                "{}: t{i} lost",
+                s.name
+            );
         }
         assert_eq!(tags.len(), 4 + n, "{}", s.name);
-        assert_eq!(got["data"]["container_registry_version"], 1 + n as u64, "{}", s.name);
+        assert_eq!(
+            got["data"]["container_registry_version"],
+            1 + n as u64,
+            "{}",
+            s.name
+        );
     }
 }

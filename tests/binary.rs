@@ -27,13 +27,22 @@ impl Drop for Server {
 fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-db"));
     cmd.arg("serve").args(["--addr", "127.0.0.1:0"]).args(args);
-    for key in ["REGISTRY_DB_STORE", "REGISTRY_DB_DATA", "REGISTRY_DB_WRITE_TOKEN", "REGISTRY_DB_ADDR"] {
+    for key in [
+        "REGISTRY_DB_STORE",
+        "REGISTRY_DB_DATA",
+        "REGISTRY_DB_WRITE_TOKEN",
+        "REGISTRY_DB_ADDR",
+    ] {
         cmd.env_remove(key);
     }
-    cmd.envs(envs.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("start registry-db");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let base = line
         .trim()
         .strip_prefix("registry-db listening on ")
@@ -42,11 +51,18 @@ fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
     Server { child, base }
 }
 
-async fn send(client: &reqwest::Client, method: &str, url: String, body: Option<Value>) -> (u16, Value) {
+async fn send(
+    client: &reqwest::Client,
+    method: &str,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = client.request(method.parse().unwrap(), url);
     if let Some(body) = body {
         // As the seed's curl: -H "Content-Type: application/json" -d @entry.json
-        req = req.header("content-type", "application/json").body(body.to_string());
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
     }
     let resp = req.send().await.expect("request to the local server");
     let status = resp.status().as_u16();
@@ -60,7 +76,13 @@ async fn seed_walkthrough_and_persistence_across_restart_and_kill_9() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     let server = start(&["--data", data], &[]);
-    let (status, body) = send(&client, "POST", format!("{}/container_registry", server.base), Some(seed_entry())).await;
+    let (status, body) = send(
+        &client,
+        "POST",
+        format!("{}/container_registry", server.base),
+        Some(seed_entry()),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["id"], SEED_ID);
     let (status, body) = send(
@@ -84,16 +106,34 @@ async fn seed_walkthrough_and_persistence_across_restart_and_kill_9() {
     drop(server);
 
     let server = start(&["--data", data], &[]);
-    let (status, body) = send(&client, "GET", format!("{}/container_registry/{SEED_ID}", server.base), None).await;
+    let (status, body) = send(
+        &client,
+        "GET",
+        format!("{}/container_registry/{SEED_ID}", server.base),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["container_registry_name"], "updated-name");
     assert_eq!(body["data"]["container_registry_version"], 2);
-    let (status, _) = send(&client, "DELETE", format!("{}/container_registry/{SEED_ID}", server.base), None).await;
+    let (status, _) = send(
+        &client,
+        "DELETE",
+        format!("{}/container_registry/{SEED_ID}", server.base),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     drop(server);
 
     let server = start(&["--data", data], &[]);
-    let (status, _) = send(&client, "GET", format!("{}/container_registry/{SEED_ID}", server.base), None).await;
+    let (status, _) = send(
+        &client,
+        "GET",
+        format!("{}/container_registry/{SEED_ID}", server.base),
+        None,
+    )
+    .await;
     assert_eq!(status, 404, "a delete persists too");
 }
 
@@ -102,7 +142,13 @@ async fn the_data_folder_comes_from_the_environment_too() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let server = start(&[], &[("REGISTRY_DB_DATA", dir.path().to_str().unwrap())]);
-    let (status, _) = send(&client, "POST", format!("{}/container_registry", server.base), Some(seed_entry())).await;
+    let (status, _) = send(
+        &client,
+        "POST",
+        format!("{}/container_registry", server.base),
+        Some(seed_entry()),
+    )
+    .await;
     assert_eq!(status, 201);
     drop(server);
     assert!(dir.path().join("registry-db.redb").exists());
@@ -120,14 +166,32 @@ async fn serve_over_dynamodb_creates_the_table_and_keeps_entries() {
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let server = start(&["--store", "dynamodb", "--table", &table, "--create-table"], &envs);
-    let (status, body) = send(&client, "POST", format!("{}/container_registry", server.base), Some(seed_entry())).await;
+    let server = start(
+        &["--store", "dynamodb", "--table", &table, "--create-table"],
+        &envs,
+    );
+    let (status, body) = send(
+        &client,
+        "POST",
+        format!("{}/container_registry", server.base),
+        Some(seed_entry()),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     drop(server);
     let server = start(&["--store", "dynamodb", "--table", &table], &envs);
-    let (status, body) = send(&client, "GET", format!("{}/container_registry/{SEED_ID}", server.base), None).await;
+    let (status, body) = send(
+        &client,
+        "GET",
+        format!("{}/container_registry/{SEED_ID}", server.base),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["container_registry_name"], "internal-ai-registry");
+    assert_eq!(
+        body["data"]["container_registry_name"],
+        "internal-ai-registry"
+    );
 }
 
 #[test]

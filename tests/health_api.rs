@@ -2,9 +2,9 @@
 //! `docker-registry`) and other servers on loopback, on both stores; the verdict stored on the entry
 //! and queryable; `registry-db sweep` and `serve --sweep-every` with the real binary.
 
-mod support;
 #[path = "support/oci_registry.rs"]
 mod oci_registry;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use oci_registry::{Mode, OciRegistry};
-use registry_db::store::embedded::EmbeddedStore;
 use registry_db::store::Store;
+use registry_db::store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
 use support::{app, call};
 
@@ -29,7 +29,11 @@ fn silent_port() -> (std::net::TcpListener, String) {
 }
 
 fn closed_port_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     format!("http://127.0.0.1:{port}")
 }
 
@@ -40,8 +44,17 @@ async fn health_endpoint_verdicts_are_stored_and_queryable() {
     let closed = closed_port_url();
     for s in support::stores().await {
         let app = app(s.store.clone(), None);
-        for (id, url) in [("open", open.url.as_str()), ("basic", basic.url.as_str()), ("closed", closed.as_str())] {
-            assert_eq!(call(&app, "POST", "/container_registry", Some(with_url(id, url))).await.0, StatusCode::CREATED);
+        for (id, url) in [
+            ("open", open.url.as_str()),
+            ("basic", basic.url.as_str()),
+            ("closed", closed.as_str()),
+        ] {
+            assert_eq!(
+                call(&app, "POST", "/container_registry", Some(with_url(id, url)))
+                    .await
+                    .0,
+                StatusCode::CREATED
+            );
         }
 
         let (status, body) = call(&app, "GET", "/check_container_health/open", None).await;
@@ -64,17 +77,37 @@ async fn health_endpoint_verdicts_are_stored_and_queryable() {
         assert_eq!(body["code"], "unreachable");
         assert_eq!(body["data"]["status"], "unreachable");
         assert_eq!(body["data"]["reachable"], false);
-        assert!(body["error"].as_str().unwrap().to_lowercase().contains("refused"), "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("refused"),
+            "{body}"
+        );
 
         let (status, body) = call(&app, "GET", "/check_container_health/missing", None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
         // The verdict is on the entry and can be filtered on.
         let (_, got) = call(&app, "GET", "/container_registry/open", None).await;
-        assert_eq!(got["data"]["container_registry_health"]["status"], "healthy");
-        let (_, found) =
-            call(&app, "POST", "/container_registries", Some(json!({"container_registry_health.status": "healthy"}))).await;
-        let ids: Vec<&str> = found["data"].as_array().unwrap().iter().map(|e| e["container_registry_id"].as_str().unwrap()).collect();
+        assert_eq!(
+            got["data"]["container_registry_health"]["status"],
+            "healthy"
+        );
+        let (_, found) = call(
+            &app,
+            "POST",
+            "/container_registries",
+            Some(json!({"container_registry_health.status": "healthy"})),
+        )
+        .await;
+        let ids: Vec<&str> = found["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["container_registry_id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, ["open"], "{}", s.name);
         let (_, found) = call(
             &app,
@@ -83,11 +116,21 @@ async fn health_endpoint_verdicts_are_stored_and_queryable() {
             Some(json!({"container_registry_health.status": {"$in": ["auth_required", "unreachable"]}})),
         )
         .await;
-        assert_eq!(found["data"].as_array().unwrap().len(), 2, "{}: {found}", s.name);
+        assert_eq!(
+            found["data"].as_array().unwrap().len(),
+            2,
+            "{}: {found}",
+            s.name
+        );
 
         // Health is server-managed: a client cannot write it.
-        let (status, _) =
-            call(&app, "PUT", "/container_registry/open", Some(json!({"$set": {"container_registry_health.status": "unreachable"}}))).await;
+        let (status, _) = call(
+            &app,
+            "PUT",
+            "/container_registry/open",
+            Some(json!({"$set": {"container_registry_health.status": "unreachable"}})),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 }
@@ -100,13 +143,31 @@ async fn creating_an_entry_never_contacts_its_registry() {
     for s in support::stores().await {
         let app = app(s.store.clone(), None);
         let started = Instant::now();
-        assert_eq!(call(&app, "POST", "/container_registry", Some(with_url("quiet", &url))).await.0, StatusCode::CREATED);
-        let (status, _) =
-            call(&app, "PUT", "/container_registry/quiet", Some(json!({"$set": {"container_registry_name": "still quiet"}}))).await;
+        assert_eq!(
+            call(
+                &app,
+                "POST",
+                "/container_registry",
+                Some(with_url("quiet", &url))
+            )
+            .await
+            .0,
+            StatusCode::CREATED
+        );
+        let (status, _) = call(
+            &app,
+            "PUT",
+            "/container_registry/quiet",
+            Some(json!({"$set": {"container_registry_name": "still quiet"}})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
-    assert!(listener.accept().is_err(), "nobody connected to the registry's address");
+    assert!(
+        listener.accept().is_err(),
+        "nobody connected to the registry's address"
+    );
 }
 
 #[tokio::test]
@@ -114,17 +175,30 @@ async fn a_health_write_does_not_lose_a_concurrent_update_and_vice_versa() {
     let open = OciRegistry::start(Mode::Open);
     for s in support::stores().await {
         let app = app(s.store.clone(), None);
-        call(&app, "POST", "/container_registry", Some(with_url("busy", &open.url))).await;
+        call(
+            &app,
+            "POST",
+            "/container_registry",
+            Some(with_url("busy", &open.url)),
+        )
+        .await;
         let mut tasks = Vec::new();
         for i in 0..20 {
             let app = app.clone();
             tasks.push(tokio::spawn(async move {
                 if i % 2 == 0 {
-                    call(&app, "GET", "/check_container_health/busy", None).await.0
-                } else {
-                    call(&app, "PUT", "/container_registry/busy", Some(json!({"$addToSet": {"container_registry_tags": format!("t{i}")}})))
+                    call(&app, "GET", "/check_container_health/busy", None)
                         .await
                         .0
+                } else {
+                    call(
+                        &app,
+                        "PUT",
+                        "/container_registry/busy",
+                        Some(json!({"$addToSet": {"container_registry_tags": format!("t{i}")}})),
+                    )
+                    .await
+                    .0
                 }
             }));
         }
@@ -132,8 +206,20 @@ async fn a_health_write_does_not_lose_a_concurrent_update_and_vice_versa() {
             assert_eq!(t.await.unwrap(), StatusCode::OK);
         }
         let (_, got) = call(&app, "GET", "/container_registry/busy", None).await;
-        assert_eq!(got["data"]["container_registry_tags"].as_array().unwrap().len(), 10, "{}: {got}", s.name);
-        assert_eq!(got["data"]["container_registry_health"]["status"], "healthy", "{}", s.name);
+        assert_eq!(
+            got["data"]["container_registry_tags"]
+                .as_array()
+                .unwrap()
+                .len(),
+            10,
+            "{}: {got}",
+            s.name
+        );
+        assert_eq!(
+            got["data"]["container_registry_health"]["status"], "healthy",
+            "{}",
+            s.name
+        );
     }
 }
 
@@ -144,7 +230,12 @@ fn seed_store(dir: &std::path::Path, entries: &[Value]) {
         let store = std::sync::Arc::new(EmbeddedStore::open(dir).unwrap());
         let app = app(store, None);
         for e in entries {
-            assert_eq!(call(&app, "POST", "/container_registry", Some(e.clone())).await.0, StatusCode::CREATED);
+            assert_eq!(
+                call(&app, "POST", "/container_registry", Some(e.clone()))
+                    .await
+                    .0,
+                StatusCode::CREATED
+            );
         }
     });
 }
@@ -154,7 +245,13 @@ fn stored_status(dir: &std::path::Path, id: &str) -> Option<String> {
     rt.block_on(async {
         let store = EmbeddedStore::open(dir).unwrap();
         let entry = store.get(id).await.unwrap().unwrap();
-        entry.container_registry_health.map(|h| serde_json::to_value(h.status).unwrap().as_str().unwrap().to_string())
+        entry.container_registry_health.map(|h| {
+            serde_json::to_value(h.status)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
     })
 }
 
@@ -174,20 +271,43 @@ fn registry_db_sweep_probes_every_entry_of_a_local_store_and_records_each_verdic
         ],
     );
     let out = Command::new(env!("CARGO_BIN_EXE_registry-db"))
-        .args(["sweep", "--data", dir.path().to_str().unwrap(), "--probe-allow-loopback", "--probe-timeout-ms", "500"])
+        .args([
+            "sweep",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--probe-allow-loopback",
+            "--probe-timeout-ms",
+            "500",
+        ])
         .env_remove("REGISTRY_DB_STORE")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["total"], 4, "{report}");
     assert_eq!(report["healthy"], 1, "{report}");
     assert_eq!(report["auth_required"], 1, "{report}");
     assert_eq!(report["unreachable"], 2, "{report}");
-    assert_eq!(stored_status(dir.path(), "open").as_deref(), Some("healthy"));
-    assert_eq!(stored_status(dir.path(), "basic").as_deref(), Some("auth_required"));
-    assert_eq!(stored_status(dir.path(), "silent").as_deref(), Some("unreachable"));
-    assert_eq!(stored_status(dir.path(), "closed").as_deref(), Some("unreachable"));
+    assert_eq!(
+        stored_status(dir.path(), "open").as_deref(),
+        Some("healthy")
+    );
+    assert_eq!(
+        stored_status(dir.path(), "basic").as_deref(),
+        Some("auth_required")
+    );
+    assert_eq!(
+        stored_status(dir.path(), "silent").as_deref(),
+        Some("unreachable")
+    );
+    assert_eq!(
+        stored_status(dir.path(), "closed").as_deref(),
+        Some("unreachable")
+    );
 }
 
 #[test]
@@ -203,7 +323,14 @@ fn sweep_without_the_loopback_flag_refuses_loopback_registries() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["unreachable"], 1, "{report}");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let health = rt.block_on(async { EmbeddedStore::open(dir.path()).unwrap().get("open").await.unwrap().unwrap() });
+    let health = rt.block_on(async {
+        EmbeddedStore::open(dir.path())
+            .unwrap()
+            .get("open")
+            .await
+            .unwrap()
+            .unwrap()
+    });
     let health = health.container_registry_health.unwrap();
     assert_eq!(health.refused_by.as_deref(), Some("loopback"));
 }
@@ -214,19 +341,39 @@ fn serve_with_sweep_every_records_verdicts_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     seed_store(dir.path(), &[with_url("open", &open.url)]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_registry-db"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--data", dir.path().to_str().unwrap()])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data",
+            dir.path().to_str().unwrap(),
+        ])
         .args(["--probe-allow-loopback", "--sweep-every", "1"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("registry-db listening on ").unwrap().to_string();
-    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("registry-db listening on ")
+        .unwrap()
+        .to_string();
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = Value::Null;
     while Instant::now() < deadline {
-        last = client.get(format!("{base}/container_registry/open")).send().unwrap().json().unwrap();
+        last = client
+            .get(format!("{base}/container_registry/open"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         if last["data"]["container_registry_health"]["status"] == "healthy" {
             break;
         }
@@ -234,5 +381,8 @@ fn serve_with_sweep_every_records_verdicts_in_the_background() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(last["data"]["container_registry_health"]["status"], "healthy", "{last}");
+    assert_eq!(
+        last["data"]["container_registry_health"]["status"], "healthy",
+        "{last}"
+    );
 }

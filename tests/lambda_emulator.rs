@@ -20,27 +20,55 @@ impl Drop for Killed {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on 127.0.0.1:{port} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on 127.0.0.1:{port} within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn invoke(port: u16, event: &str) -> Value {
     let out: Output = Command::new("cargo")
-        .args(["lambda", "invoke", "-A", "127.0.0.1", "-P", &port.to_string(), "--output-format", "json"])
-        .args(["--data-file", &format!("{}/events/{event}", support::ROOT), "_"])
+        .args([
+            "lambda",
+            "invoke",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--output-format",
+            "json",
+        ])
+        .args([
+            "--data-file",
+            &format!("{}/events/{event}", support::ROOT),
+            "_",
+        ])
         .current_dir(support::ROOT)
         .output()
         .expect("run cargo lambda invoke (pip install cargo-lambda; ./scripts/test.sh does)");
-    assert!(out.status.success(), "cargo lambda invoke {event}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{event}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "cargo lambda invoke {event}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{event}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 #[test]
@@ -48,7 +76,15 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
     let port = free_port();
     let _emulator = Killed(
         Command::new("cargo")
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
             .current_dir(support::ROOT)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -60,7 +96,10 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
     let table = format!("emulator-{}", std::process::id());
     let _function = Killed(
         Command::new(env!("CARGO_BIN_EXE_registry-db"))
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -85,12 +124,18 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
     let got = invoke(port, "02-get-entry.json");
     assert_eq!(got["statusCode"], 200, "{got}");
     let body: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
-    assert_eq!(body["data"]["container_registry_name"], "internal-ai-registry");
+    assert_eq!(
+        body["data"]["container_registry_name"],
+        "internal-ai-registry"
+    );
 
     let found = invoke(port, "04-query-entries.json");
     assert_eq!(found["statusCode"], 200, "{found}");
     let body: Value = serde_json::from_str(found["body"].as_str().unwrap()).unwrap();
-    assert_eq!(body["data"][0]["container_registry_id"], "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509");
+    assert_eq!(
+        body["data"][0]["container_registry_id"],
+        "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509"
+    );
 
     let deleted = invoke(port, "06-delete-entry.json");
     assert_eq!(deleted["statusCode"], 200, "{deleted}");

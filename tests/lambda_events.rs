@@ -14,7 +14,8 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 fn event(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/events/{name}", support::ROOT)).unwrap_or_else(|e| panic!("events/{name}: {e}"))
+    std::fs::read_to_string(format!("{}/events/{name}", support::ROOT))
+        .unwrap_or_else(|e| panic!("events/{name}: {e}"))
 }
 
 /// Expected status of each HTTP event, run in this order on one store. The seed's registry
@@ -40,8 +41,11 @@ fn every_event_file_is_covered_by_a_test() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     names.sort();
-    let mut covered: Vec<String> =
-        HTTP_EVENTS.iter().map(|(n, _)| n.to_string()).chain(SCHEDULED_EVENTS.iter().map(|n| n.to_string())).collect();
+    let mut covered: Vec<String> = HTTP_EVENTS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .chain(SCHEDULED_EVENTS.iter().map(|n| n.to_string()))
+        .collect();
     covered.sort();
     assert_eq!(names, covered);
 }
@@ -49,16 +53,28 @@ fn every_event_file_is_covered_by_a_test() {
 #[tokio::test]
 async fn http_events_through_from_str_and_the_router() {
     support::require_loopback_only_network();
-    let registry = Registry::new(support::dynamo_store().await, support::loopback_prober(1000));
-    let app = router(AppState { registry, write_token: None });
+    let registry = Registry::new(
+        support::dynamo_store().await,
+        support::loopback_prober(1000),
+    );
+    let app = router(AppState {
+        registry,
+        write_token: None,
+    });
     for (name, expected) in HTTP_EVENTS {
-        let request = lambda_http::request::from_str(&event(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let request =
+            lambda_http::request::from_str(&event(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (parts, body) = request.into_parts();
         let request = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(status, expected, "{name}: {}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            status,
+            expected,
+            "{name}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
         let body: Value = serde_json::from_slice(&bytes).unwrap();
         if name != "openapi.json" {
             assert_eq!(body["success"], status < 300, "{name}: {body}");
@@ -71,15 +87,25 @@ async fn http_and_scheduled_events_through_the_lambda_handler() {
     support::require_loopback_only_network();
     let store = support::dynamo_store().await;
     let registry = Registry::new(store.clone(), support::loopback_prober(1000));
-    let app = router(AppState { registry: registry.clone(), write_token: None });
+    let app = router(AppState {
+        registry: registry.clone(),
+        write_token: None,
+    });
     let invoke = |name: &str| {
         let payload: Value = serde_json::from_str(&event(name)).unwrap();
-        handle(&registry, &app, LambdaEvent::new(payload, Context::default()))
+        handle(
+            &registry,
+            &app,
+            LambdaEvent::new(payload, Context::default()),
+        )
     };
     for (name, expected) in HTTP_EVENTS {
         let out = invoke(name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(out["statusCode"], expected, "{name}: {out}");
-        assert!(out["body"].is_string(), "{name}: API Gateway v2 response with a body");
+        assert!(
+            out["body"].is_string(),
+            "{name}: API Gateway v2 response with a body"
+        );
     }
 
     // The scheduled events sweep every entry and store each verdict.
@@ -89,9 +115,18 @@ async fn http_and_scheduled_events_through_the_lambda_handler() {
         assert!(is_scheduled_event(&payload), "{name}");
         let report = invoke(name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(report["total"], 1, "{name}: {report}");
-        assert_eq!(report["unreachable"], 1, "{name}: 10.13.21.22 is unreachable from the test namespace");
-        let entry = store.get("b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509").await.unwrap().unwrap();
-        let health = entry.container_registry_health.expect("the sweep stored a verdict");
+        assert_eq!(
+            report["unreachable"], 1,
+            "{name}: 10.13.21.22 is unreachable from the test namespace"
+        );
+        let entry = store
+            .get("b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509")
+            .await
+            .unwrap()
+            .unwrap();
+        let health = entry
+            .container_registry_health
+            .expect("the sweep stored a verdict");
         assert!(!health.reachable);
     }
 }
@@ -99,7 +134,15 @@ async fn http_and_scheduled_events_through_the_lambda_handler() {
 #[tokio::test]
 async fn an_event_that_is_neither_http_nor_scheduled_is_an_error_not_a_panic() {
     let registry = Registry::new(support::embedded_store().0, support::loopback_prober(1000));
-    let app = router(AppState { registry: registry.clone(), write_token: None });
-    let out = handle(&registry, &app, LambdaEvent::new(serde_json::json!({"hello": "world"}), Context::default())).await;
+    let app = router(AppState {
+        registry: registry.clone(),
+        write_token: None,
+    });
+    let out = handle(
+        &registry,
+        &app,
+        LambdaEvent::new(serde_json::json!({"hello": "world"}), Context::default()),
+    )
+    .await;
     assert!(out.is_err());
 }

@@ -14,7 +14,11 @@ const ENTRIES: usize = 3000;
 async fn a_selective_filter_is_evaluated_by_dynamodb_not_shipped_back() {
     let store = support::dynamo_store().await;
     for i in 0..ENTRIES {
-        let tags = if i % 100 == 0 { json!(["gpu", "ai"]) } else { json!(["cpu"]) };
+        let tags = if i % 100 == 0 {
+            json!(["gpu", "ai"])
+        } else {
+            json!(["cpu"])
+        };
         let entry = ContainerRegistry::from_create(json!({
             "container_registry_id": format!("e{i:05}"),
             "container_registry_name": format!("registry-{i}"),
@@ -53,7 +57,13 @@ async fn a_selective_filter_is_evaluated_by_dynamodb_not_shipped_back() {
             page.entries.len()
         );
         assert_eq!(scanned, ENTRIES, "the scan examined every entry once");
-        assert!(returned >= page.entries.len(), "the pushdown never drops a match: {filter_json}");
-        assert!(returned * 5 < scanned, "most entries stay in DynamoDB: {filter_json}");
+        assert!(
+            returned >= page.entries.len(),
+            "the pushdown never drops a match: {filter_json}"
+        );
+        assert!(
+            returned * 5 < scanned,
+            "most entries stay in DynamoDB: {filter_json}"
+        );
     }
 }

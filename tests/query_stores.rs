@@ -23,7 +23,15 @@ fn scalar() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         (-2i64..4).prop_map(|n| json!(n)),
         prop_oneof![Just(1.0f64), Just(2.5), Just(-0.5)].prop_map(|f| json!(f)),
-        prop_oneof![Just("a"), Just("b"), Just("ai"), Just("A"), Just("ab"), Just("")].prop_map(|s| json!(s)),
+        prop_oneof![
+            Just("a"),
+            Just("b"),
+            Just("ai"),
+            Just("A"),
+            Just("ab"),
+            Just("")
+        ]
+        .prop_map(|s| json!(s)),
     ]
 }
 
@@ -47,21 +55,37 @@ const META_KEYS: [&str; 6] = ["a", "b", "size", "my-key", "sp ace", "#h:c"];
 
 fn entry_strategy() -> impl Strategy<Value = Value> {
     (
-        proptest::collection::btree_map(proptest::sample::select(&META_KEYS[..]), meta_value(), 0..4),
-        proptest::option::of(proptest::collection::vec(prop_oneof![Just("ai"), Just("gpu"), Just("a"), Just("b")], 0..4)),
+        proptest::collection::btree_map(
+            proptest::sample::select(&META_KEYS[..]),
+            meta_value(),
+            0..4,
+        ),
+        proptest::option::of(proptest::collection::vec(
+            prop_oneof![Just("ai"), Just("gpu"), Just("a"), Just("b")],
+            0..4,
+        )),
         proptest::option::of((-1i64..3, prop_oneof![Just("s3"), Just("fs")])),
         prop_oneof![Just("alpha"), Just("beta"), Just("ai-lab")],
     )
         .prop_map(|(meta, tags, storage, name)| {
             let mut e = Map::new();
             e.insert("container_registry_name".into(), json!(name));
-            e.insert("container_registry_public_url".into(), json!("http://10.0.0.1:5000"));
-            e.insert("container_registry_metadata".into(), Value::Object(meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
+            e.insert(
+                "container_registry_public_url".into(),
+                json!("http://10.0.0.1:5000"),
+            );
+            e.insert(
+                "container_registry_metadata".into(),
+                Value::Object(meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            );
             if let Some(tags) = tags {
                 e.insert("container_registry_tags".into(), json!(tags));
             }
             if let Some((size, kind)) = storage {
-                e.insert("container_registry_storage_info".into(), json!({"storage_size": size, "storage_type": kind}));
+                e.insert(
+                    "container_registry_storage_info".into(),
+                    json!({"storage_size": size, "storage_type": kind}),
+                );
             }
             Value::Object(e)
         })
@@ -76,16 +100,31 @@ fn path() -> impl Strategy<Value = String> {
         Just("container_registry_storage_info.storage_size".to_string()),
         Just("container_registry_storage_info.storage_type".to_string()),
         Just("container_registry_missing".to_string()),
-        meta.clone().prop_map(|k| format!("container_registry_metadata.{k}")),
-        (meta.clone(), prop_oneof![Just("x"), Just("y"), Just("0"), Just("1")])
+        meta.clone()
+            .prop_map(|k| format!("container_registry_metadata.{k}")),
+        (
+            meta.clone(),
+            prop_oneof![Just("x"), Just("y"), Just("0"), Just("1")]
+        )
             .prop_map(|(k, s)| format!("container_registry_metadata.{k}.{s}")),
-        (meta, prop_oneof![Just("0.x"), Just("1.y"), Just("0.0")]).prop_map(|(k, s)| format!("container_registry_metadata.{k}.{s}")),
+        (meta, prop_oneof![Just("0.x"), Just("1.y"), Just("0.0")])
+            .prop_map(|(k, s)| format!("container_registry_metadata.{k}.{s}")),
     ]
 }
 
 fn operator_expr() -> impl Strategy<Value = Value> {
     let scalars = proptest::collection::vec(scalar(), 0..4).prop_map(Value::Array);
-    let comparison = (prop_oneof![Just("$eq"), Just("$ne"), Just("$gt"), Just("$gte"), Just("$lt"), Just("$lte")], scalar())
+    let comparison = (
+        prop_oneof![
+            Just("$eq"),
+            Just("$ne"),
+            Just("$gt"),
+            Just("$gte"),
+            Just("$lt"),
+            Just("$lte")
+        ],
+        scalar(),
+    )
         .prop_map(|(op, v)| json!({ op: v }));
     let leaf = prop_oneof![
         4 => comparison,
@@ -111,7 +150,10 @@ fn filter_strategy() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
-            (prop_oneof![Just("$and"), Just("$or"), Just("$nor")], proptest::collection::vec(inner.clone(), 1..4))
+            (
+                prop_oneof![Just("$and"), Just("$or"), Just("$nor")],
+                proptest::collection::vec(inner.clone(), 1..4)
+            )
                 .prop_map(|(op, fs)| json!({ op: fs })),
             proptest::collection::vec(inner, 2..3).prop_map(|fs| {
                 // Implicit AND of top-level entries (when the keys differ).
@@ -131,7 +173,10 @@ async fn all_pages(registry: &Registry, filter: &Filter, limit: usize) -> Vec<St
     let mut ids = Vec::new();
     let mut cursor = None;
     loop {
-        let page = registry.query(filter, limit, cursor.as_deref()).await.expect("query");
+        let page = registry
+            .query(filter, limit, cursor.as_deref())
+            .await
+            .expect("query");
         ids.extend(page.entries.iter().map(|e| e.container_registry_id.clone()));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -153,10 +198,20 @@ fn evaluator_embedded_and_dynamodb_agree_on_random_filters_with_paging() {
 }
 
 fn check_agreement() {
-    let datasets: u32 = std::env::var("QUERY_PROPTEST_DATASETS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
-    let filters_per_dataset: u32 = std::env::var("QUERY_PROPTEST_FILTERS").ok().and_then(|v| v.parse().ok()).unwrap_or(250);
+    let datasets: u32 = std::env::var("QUERY_PROPTEST_DATASETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let filters_per_dataset: u32 = std::env::var("QUERY_PROPTEST_FILTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(250);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut data_runner = TestRunner::new(Config { cases: datasets, failure_persistence: None, ..Config::default() });
+    let mut data_runner = TestRunner::new(Config {
+        cases: datasets,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let entries = proptest::collection::vec(entry_strategy(), 1..40);
     let checked = std::cell::Cell::new(0u64);
     data_runner

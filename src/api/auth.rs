@@ -15,7 +15,10 @@ pub struct WriteAccess;
 impl FromRequestParts<AppState> for WriteAccess {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(expected) = state.write_token.as_deref() else {
             return Ok(WriteAccess);
         };
@@ -23,10 +26,15 @@ impl FromRequestParts<AppState> for WriteAccess {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         match given {
-            Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(WriteAccess),
+            Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
+                Ok(WriteAccess)
+            }
             _ => Err(AppError::Unauthorized),
         }
     }

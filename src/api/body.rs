@@ -23,15 +23,20 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::PayloadTooLarge(MAX_BODY_BYTES)
             } else {
-                AppError::BadRequest { code: "invalid_body", message: format!("the request body could not be read: {rejection}") }
+                AppError::BadRequest {
+                    code: "invalid_body",
+                    message: format!("the request body could not be read: {rejection}"),
+                }
             }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(None));
         }
-        serde_json::from_slice(&bytes).map(|v| JsonBody(Some(v))).map_err(|e| AppError::BadRequest {
-            code: "invalid_json",
-            message: format!("the request body is not valid JSON: {e}"),
-        })
+        serde_json::from_slice(&bytes)
+            .map(|v| JsonBody(Some(v)))
+            .map_err(|e| AppError::BadRequest {
+                code: "invalid_json",
+                message: format!("the request body is not valid JSON: {e}"),
+            })
     }
 }

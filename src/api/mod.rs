@@ -77,12 +77,17 @@ pub fn router_and_doc(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let doc_json = Arc::new(doc.clone());
     let router = api_routes
-        .route("/openapi.json", get(move || async move { Json(doc_json.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(doc_json.as_ref().clone()) }),
+        )
         .route_layer(middleware::from_fn(remember_route))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state);
     (router, doc)
@@ -119,7 +124,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ),
     security(("write_token" = [])),
 )]
-async fn create_entry(_: WriteAccess, State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, AppError> {
+async fn create_entry(
+    _: WriteAccess,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
     let body = body.ok_or_else(|| AppError::BadRequest {
         code: "invalid_json",
         message: "the request body must be a JSON object describing the registry".into(),
@@ -128,9 +137,17 @@ async fn create_entry(_: WriteAccess, State(state): State<AppState>, JsonBody(bo
     let location = format!("/container_registry/{}", entry.container_registry_id);
     let body = CreatedResponse {
         success: true,
-        data: CreatedData { message: "Container registry created".into(), id: entry.container_registry_id },
+        data: CreatedData {
+            message: "Container registry created".into(),
+            id: entry.container_registry_id,
+        },
     };
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
 }
 
 /// Get one entry by id.
@@ -143,9 +160,15 @@ async fn create_entry(_: WriteAccess, State(state): State<AppState>, JsonBody(bo
         (status = 503, description = "Store unavailable", body = ErrorResponse),
     ),
 )]
-async fn get_entry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<EntryResponse>, AppError> {
+async fn get_entry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EntryResponse>, AppError> {
     let entry = state.registry.get(&id).await?;
-    Ok(Json(EntryResponse { success: true, data: entry }))
+    Ok(Json(EntryResponse {
+        success: true,
+        data: entry,
+    }))
 }
 
 /// Update an entry with MongoDB-style operators ($set, $unset, $addToSet, $pull, $push) or a plain
@@ -178,7 +201,11 @@ async fn update_entry(
     let entry = state.registry.update(&id, &body).await?;
     Ok(Json(UpdatedResponse {
         success: true,
-        data: UpdatedData { message: "Container registry updated".into(), id: entry.container_registry_id.clone(), entry },
+        data: UpdatedData {
+            message: "Container registry updated".into(),
+            id: entry.container_registry_id.clone(),
+            entry,
+        },
     }))
 }
 
@@ -194,9 +221,18 @@ async fn update_entry(
     ),
     security(("write_token" = [])),
 )]
-async fn delete_entry(_: WriteAccess, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeletedResponse>, AppError> {
+async fn delete_entry(
+    _: WriteAccess,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeletedResponse>, AppError> {
     state.registry.delete(&id).await?;
-    Ok(Json(DeletedResponse { success: true, data: DeletedData { message: "Container registry deleted".into() } }))
+    Ok(Json(DeletedResponse {
+        success: true,
+        data: DeletedData {
+            message: "Container registry deleted".into(),
+        },
+    }))
 }
 
 /// Query entries with a MongoDB-style filter (the body; empty or `{}` matches everything), one page
@@ -221,10 +257,22 @@ async fn query_entries(
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
     let page = state
         .registry
-        .query(&filter, params.limit.unwrap_or(DEFAULT_PAGE_LIMIT), params.cursor.as_deref())
+        .query(
+            &filter,
+            params.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
+            params.cursor.as_deref(),
+        )
         .await?;
-    tracing::debug!(returned = page.entries.len(), scanned = page.scanned, "query page");
-    Ok(Json(EntriesResponse { success: true, data: page.entries, next_cursor: page.next_cursor }))
+    tracing::debug!(
+        returned = page.entries.len(),
+        scanned = page.scanned,
+        "query page"
+    );
+    Ok(Json(EntriesResponse {
+        success: true,
+        data: page.entries,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Probe the registry's OCI API (`{public_url}/v2/`) and record the result on the entry.
@@ -238,10 +286,16 @@ async fn query_entries(
         (status = 503, description = "Store unavailable", body = ErrorResponse),
     ),
 )]
-async fn check_health(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<HealthResponse>, AppError> {
+async fn check_health(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<HealthResponse>, AppError> {
     let result = state.registry.check_health(&id).await?;
     if result.answered() {
-        Ok(Json(HealthResponse { success: true, data: result }))
+        Ok(Json(HealthResponse {
+            success: true,
+            data: result,
+        }))
     } else {
         Err(AppError::Unhealthy(Box::new(result)))
     }
@@ -253,7 +307,13 @@ async fn check_health(State(state): State<AppState>, Path(id): Path<String>) -> 
     responses((status = 200, description = "The service is up", body = LivenessResponse)),
 )]
 async fn liveness() -> Json<LivenessResponse> {
-    Json(LivenessResponse { success: true, data: LivenessData { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() } })
+    Json(LivenessResponse {
+        success: true,
+        data: LivenessData {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    })
 }
 
 /// `?limit=N&cursor=C` of the query endpoint.
@@ -277,7 +337,9 @@ impl PageParams {
                     _ => {
                         return Err(AppError::BadRequest {
                             code: "invalid_limit",
-                            message: format!("limit must be a whole number from 1 to {MAX_PAGE_LIMIT}, not {value:?}"),
+                            message: format!(
+                                "limit must be a whole number from 1 to {MAX_PAGE_LIMIT}, not {value:?}"
+                            ),
                         });
                     }
                 },
@@ -304,7 +366,10 @@ async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let started = Instant::now();
     let response = next.run(req).await;
-    let route = response.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
     tracing::info!(
         method = %method,
         route,
@@ -320,7 +385,10 @@ async fn no_route(uri: Uri) -> AppError {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
-    AppError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_string() }
+    AppError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -25,8 +25,16 @@ pub const VERSION: &str = "container_registry_version";
 pub const HEALTH: &str = "container_registry_health";
 
 /// Fields a client writes (the seed's dataclass).
-pub const CLIENT_FIELDS: [&str; 8] =
-    [ID, NAME, METADATA, TAGS, PUBLIC_URL, IMAGE_PREFIX, CONFIG, STORAGE_INFO];
+pub const CLIENT_FIELDS: [&str; 8] = [
+    ID,
+    NAME,
+    METADATA,
+    TAGS,
+    PUBLIC_URL,
+    IMAGE_PREFIX,
+    CONFIG,
+    STORAGE_INFO,
+];
 /// Fields only the server writes: returned on reads, refused on writes.
 pub const MANAGED_FIELDS: [&str; 4] = [CREATED_AT, UPDATED_AT, VERSION, HEALTH];
 
@@ -52,7 +60,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ValidationError { field: field.into(), message: message.into() }
+        ValidationError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -125,11 +136,17 @@ impl ContainerRegistry {
     /// Parses a create request body. Managed fields are refused; a missing id becomes a UUID v4.
     pub fn from_create(body: Value) -> Result<Self, ValidationError> {
         let Value::Object(mut doc) = body else {
-            return Err(ValidationError::new("body", "must be a JSON object describing the registry"));
+            return Err(ValidationError::new(
+                "body",
+                "must be a JSON object describing the registry",
+            ));
         };
         for field in MANAGED_FIELDS {
             if doc.contains_key(field) {
-                return Err(ValidationError::new(field, "is managed by the server and cannot be written"));
+                return Err(ValidationError::new(
+                    field,
+                    "is managed by the server and cannot be written",
+                ));
             }
         }
         match doc.get(ID) {
@@ -147,7 +164,10 @@ impl ContainerRegistry {
     /// with the update applied. The id and the managed fields must be unchanged.
     pub fn from_update(doc: Value, old: &ContainerRegistry) -> Result<Self, ValidationError> {
         let Value::Object(mut doc) = doc else {
-            return Err(ValidationError::new("body", "the updated entry must stay a JSON object"));
+            return Err(ValidationError::new(
+                "body",
+                "the updated entry must stay a JSON object",
+            ));
         };
         let old_doc = old.to_json();
         if doc.get(ID) != old_doc.get(ID) {
@@ -155,7 +175,10 @@ impl ContainerRegistry {
         }
         for field in MANAGED_FIELDS {
             if doc.remove(field).as_ref() != old_doc.get(field) {
-                return Err(ValidationError::new(field, "is managed by the server and cannot be written"));
+                return Err(ValidationError::new(
+                    field,
+                    "is managed by the server and cannot be written",
+                ));
             }
         }
         let client = ClientFields::parse(doc)?;
@@ -193,7 +216,10 @@ impl ClientFields {
         if let Some(unknown) = doc.keys().find(|k| !CLIENT_FIELDS.contains(&k.as_str())) {
             return Err(ValidationError::new(
                 unknown.clone(),
-                format!("is not a field of a container registry entry (known fields: {})", CLIENT_FIELDS.join(", ")),
+                format!(
+                    "is not a field of a container registry entry (known fields: {})",
+                    CLIENT_FIELDS.join(", ")
+                ),
             ));
         }
         let id = parse_id(doc.remove(ID))?;
@@ -211,12 +237,28 @@ impl ClientFields {
             Some(Value::String(s)) => s,
             Some(other) => return Err(type_error(IMAGE_PREFIX, "a string", &other)),
         };
-        let image_prefix = if image_prefix.trim().is_empty() { derive_image_prefix(&url) } else { image_prefix };
+        let image_prefix = if image_prefix.trim().is_empty() {
+            derive_image_prefix(&url)
+        } else {
+            image_prefix
+        };
         if image_prefix.chars().count() > MAX_URL_CHARS {
-            return Err(ValidationError::new(IMAGE_PREFIX, format!("must be at most {MAX_URL_CHARS} characters")));
+            return Err(ValidationError::new(
+                IMAGE_PREFIX,
+                format!("must be at most {MAX_URL_CHARS} characters"),
+            ));
         }
         let storage_info = parse_storage_info(doc.remove(STORAGE_INFO))?;
-        Ok(ClientFields { id, name, metadata, tags, public_url, image_prefix, config, storage_info })
+        Ok(ClientFields {
+            id,
+            name,
+            metadata,
+            tags,
+            public_url,
+            image_prefix,
+            config,
+            storage_info,
+        })
     }
 
     fn into_entry(
@@ -240,7 +282,9 @@ impl ClientFields {
             container_registry_version: version,
             container_registry_health: health,
         };
-        let size = serde_json::to_vec(&entry).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&entry)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_ENTRY_BYTES {
             return Err(ValidationError::new(
                 "entry",
@@ -281,25 +325,41 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_ID_CHARS {
         return Err(format!("must be 1 to {MAX_ID_CHARS} characters long"));
     }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~')) || id == "." || id == ".." {
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+        || id == "."
+        || id == ".."
+    {
         return Err("may contain only ASCII letters, digits, '-', '_', '.' and '~'".into());
     }
     Ok(())
 }
 
-fn required_string(doc: &mut Map<String, Value>, field: &str, max_chars: usize) -> Result<String, ValidationError> {
+fn required_string(
+    doc: &mut Map<String, Value>,
+    field: &str,
+    max_chars: usize,
+) -> Result<String, ValidationError> {
     match doc.remove(field) {
-        Some(Value::String(s)) if s.chars().count() > max_chars => {
-            Err(ValidationError::new(field, format!("must be at most {max_chars} characters")))
-        }
-        Some(Value::String(s)) if s.is_empty() => Err(ValidationError::new(field, "is required and must not be empty")),
+        Some(Value::String(s)) if s.chars().count() > max_chars => Err(ValidationError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        )),
+        Some(Value::String(s)) if s.is_empty() => Err(ValidationError::new(
+            field,
+            "is required and must not be empty",
+        )),
         Some(Value::String(s)) => Ok(s),
         None | Some(Value::Null) => Err(ValidationError::new(field, "is required")),
         Some(other) => Err(type_error(field, "a string", &other)),
     }
 }
 
-fn object_field(doc: &mut Map<String, Value>, field: &str) -> Result<Map<String, Value>, ValidationError> {
+fn object_field(
+    doc: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Map<String, Value>, ValidationError> {
     match doc.remove(field) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => {
@@ -314,7 +374,10 @@ fn object_field(doc: &mut Map<String, Value>, field: &str) -> Result<Map<String,
 fn check_nested(map: &Map<String, Value>, path: &str, depth: usize) -> Result<(), ValidationError> {
     for (k, v) in map {
         if k.is_empty() || k.chars().count() > MAX_KEY_CHARS {
-            return Err(ValidationError::new(path, format!("keys must be 1 to {MAX_KEY_CHARS} characters long")));
+            return Err(ValidationError::new(
+                path,
+                format!("keys must be 1 to {MAX_KEY_CHARS} characters long"),
+            ));
         }
         check_value(v, &format!("{path}.{k}"), depth)?;
     }
@@ -323,13 +386,17 @@ fn check_nested(map: &Map<String, Value>, path: &str, depth: usize) -> Result<()
 
 fn check_value(v: &Value, path: &str, depth: usize) -> Result<(), ValidationError> {
     if depth > MAX_NESTING {
-        return Err(ValidationError::new(path, format!("nests deeper than {MAX_NESTING} levels")));
+        return Err(ValidationError::new(
+            path,
+            format!("nests deeper than {MAX_NESTING} levels"),
+        ));
     }
     match v {
         Value::Object(m) => check_nested(m, path, depth + 1),
-        Value::Array(items) => {
-            items.iter().enumerate().try_for_each(|(i, item)| check_value(item, &format!("{path}.{i}"), depth + 1))
-        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_value(item, &format!("{path}.{i}"), depth + 1)),
         Value::Number(n) => check_number(n, path),
         _ => Ok(()),
     }
@@ -343,7 +410,12 @@ fn check_number(n: &serde_json::Number, path: &str) -> Result<(), ValidationErro
         && f != 0.0
         && !(1e-130..1e126).contains(&f.abs())
     {
-        return Err(ValidationError::new(path, format!("the number {n} is outside the range an entry can store (1e-130 to 1e126 in magnitude)")));
+        return Err(ValidationError::new(
+            path,
+            format!(
+                "the number {n} is outside the range an entry can store (1e-130 to 1e126 in magnitude)"
+            ),
+        ));
     }
     Ok(())
 }
@@ -357,10 +429,19 @@ fn parse_tags(v: Option<Value>) -> Result<Vec<String>, ValidationError> {
     let mut tags: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let Value::String(tag) = item else {
-            return Err(ValidationError::new(TAGS, format!("must be an array of strings; element {i} is {}", kind_of(&item))));
+            return Err(ValidationError::new(
+                TAGS,
+                format!(
+                    "must be an array of strings; element {i} is {}",
+                    kind_of(&item)
+                ),
+            ));
         };
         if tag.is_empty() || tag.chars().count() > MAX_TAG_CHARS {
-            return Err(ValidationError::new(TAGS, format!("each tag must be 1 to {MAX_TAG_CHARS} characters; element {i} is not")));
+            return Err(ValidationError::new(
+                TAGS,
+                format!("each tag must be 1 to {MAX_TAG_CHARS} characters; element {i} is not"),
+            ));
         }
         // Duplicates are removed, keeping the first occurrence's position.
         if !tags.contains(&tag) {
@@ -368,17 +449,26 @@ fn parse_tags(v: Option<Value>) -> Result<Vec<String>, ValidationError> {
         }
     }
     if tags.len() > MAX_TAGS {
-        return Err(ValidationError::new(TAGS, format!("may hold at most {MAX_TAGS} distinct tags")));
+        return Err(ValidationError::new(
+            TAGS,
+            format!("may hold at most {MAX_TAGS} distinct tags"),
+        ));
     }
     Ok(tags)
 }
 
 fn parse_public_url(s: &str) -> Result<Url, ValidationError> {
     let url = Url::parse(s).map_err(|e| {
-        ValidationError::new(PUBLIC_URL, format!("must be an absolute http or https URL such as http://10.13.21.22:32633 ({e})"))
+        ValidationError::new(
+            PUBLIC_URL,
+            format!("must be an absolute http or https URL such as http://10.13.21.22:32633 ({e})"),
+        )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ValidationError::new(PUBLIC_URL, format!("must use http or https, not {}", url.scheme())));
+        return Err(ValidationError::new(
+            PUBLIC_URL,
+            format!("must use http or https, not {}", url.scheme()),
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ValidationError::new(PUBLIC_URL, "must name a host"));
@@ -390,7 +480,10 @@ fn parse_public_url(s: &str) -> Result<Url, ValidationError> {
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ValidationError::new(PUBLIC_URL, "must not have a query or a fragment; the OCI API lives at {url}/v2/"));
+        return Err(ValidationError::new(
+            PUBLIC_URL,
+            "must not have a query or a fragment; the OCI API lives at {url}/v2/",
+        ));
     }
     Ok(url)
 }
@@ -415,7 +508,11 @@ fn parse_storage_info(v: Option<Value>) -> Result<StorageInfo, ValidationError> 
         let field = format!("{STORAGE_INFO}.{key}");
         match key.as_str() {
             "storage_type" => {
-                info.storage_type = Some(enum_value(&field, value, "one of s3, object-store, fs, unknown")?);
+                info.storage_type = Some(enum_value(
+                    &field,
+                    value,
+                    "one of s3, object-store, fs, unknown",
+                )?);
             }
             "registry_type" => {
                 info.registry_type = Some(enum_value(&field, value, "one of aios, external")?);
@@ -433,15 +530,23 @@ fn parse_storage_info(v: Option<Value>) -> Result<StorageInfo, ValidationError> 
     Ok(info)
 }
 
-fn enum_value<T: serde::de::DeserializeOwned>(field: &str, value: Value, expected: &str) -> Result<T, ValidationError> {
+fn enum_value<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: Value,
+    expected: &str,
+) -> Result<T, ValidationError> {
     let shown = value.to_string();
-    serde_json::from_value(value).map_err(|_| ValidationError::new(field, format!("must be {expected}, not {shown}")))
+    serde_json::from_value(value)
+        .map_err(|_| ValidationError::new(field, format!("must be {expected}, not {shown}")))
 }
 
 fn size_mb(field: &str, value: &Value) -> Result<i64, ValidationError> {
     match value.as_i64() {
         Some(n) if n >= -1 => Ok(n),
-        _ => Err(ValidationError::new(field, format!("must be a whole number of MB, or -1 for unlimited, not {value}"))),
+        _ => Err(ValidationError::new(
+            field,
+            format!("must be a whole number of MB, or -1 for unlimited, not {value}"),
+        )),
     }
 }
 
@@ -470,7 +575,10 @@ mod tests {
     #[test]
     fn seed_example_is_accepted_as_it_stands() {
         let e = ContainerRegistry::from_create(seed()).unwrap();
-        assert_eq!(e.container_registry_id, "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509");
+        assert_eq!(
+            e.container_registry_id,
+            "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509"
+        );
         assert_eq!(e.container_registry_version, 1);
         let back = e.to_json();
         for (k, v) in seed().as_object().unwrap() {
@@ -491,9 +599,19 @@ mod tests {
     fn image_prefix_is_derived_from_the_url_when_empty() {
         let mut body = seed();
         body[IMAGE_PREFIX] = json!("");
-        assert_eq!(ContainerRegistry::from_create(body.clone()).unwrap().container_registry_image_prefix, "10.13.21.22:32633");
+        assert_eq!(
+            ContainerRegistry::from_create(body.clone())
+                .unwrap()
+                .container_registry_image_prefix,
+            "10.13.21.22:32633"
+        );
         body[PUBLIC_URL] = json!("https://registry.example.com/");
-        assert_eq!(ContainerRegistry::from_create(body).unwrap().container_registry_image_prefix, "registry.example.com");
+        assert_eq!(
+            ContainerRegistry::from_create(body)
+                .unwrap()
+                .container_registry_image_prefix,
+            "registry.example.com"
+        );
     }
 
     #[test]
@@ -509,11 +627,31 @@ mod tests {
             (TAGS, json!(["ai", 3]), TAGS),
             (TAGS, json!([""]), TAGS),
             (METADATA, json!([1]), METADATA),
-            (STORAGE_INFO, json!({"storage_type": "tape"}), "container_registry_storage_info.storage_type"),
-            (STORAGE_INFO, json!({"registry_type": "mine"}), "container_registry_storage_info.registry_type"),
-            (STORAGE_INFO, json!({"storage_size": -2}), "container_registry_storage_info.storage_size"),
-            (STORAGE_INFO, json!({"memory_size": 1.5}), "container_registry_storage_info.memory_size"),
-            (STORAGE_INFO, json!({"storage_tpe": "s3"}), "container_registry_storage_info.storage_tpe"),
+            (
+                STORAGE_INFO,
+                json!({"storage_type": "tape"}),
+                "container_registry_storage_info.storage_type",
+            ),
+            (
+                STORAGE_INFO,
+                json!({"registry_type": "mine"}),
+                "container_registry_storage_info.registry_type",
+            ),
+            (
+                STORAGE_INFO,
+                json!({"storage_size": -2}),
+                "container_registry_storage_info.storage_size",
+            ),
+            (
+                STORAGE_INFO,
+                json!({"memory_size": 1.5}),
+                "container_registry_storage_info.memory_size",
+            ),
+            (
+                STORAGE_INFO,
+                json!({"storage_tpe": "s3"}),
+                "container_registry_storage_info.storage_tpe",
+            ),
             (ID, json!("a/b"), ID),
             (ID, json!(7), ID),
             (CONFIG, json!({"x": 1e300}), "container_registry_config.x"),
@@ -535,7 +673,12 @@ mod tests {
     fn duplicate_tags_are_removed_in_order() {
         let mut body = seed();
         body[TAGS] = json!(["b", "a", "b", "c", "a"]);
-        assert_eq!(ContainerRegistry::from_create(body).unwrap().container_registry_tags, ["b", "a", "c"]);
+        assert_eq!(
+            ContainerRegistry::from_create(body)
+                .unwrap()
+                .container_registry_tags,
+            ["b", "a", "c"]
+        );
     }
 
     #[test]
@@ -550,14 +693,23 @@ mod tests {
         let old = ContainerRegistry::from_create(seed()).unwrap();
         let mut doc = Value::Object(old.to_json());
         doc[ID] = json!("other");
-        assert_eq!(ContainerRegistry::from_update(doc, &old).unwrap_err().field, ID);
+        assert_eq!(
+            ContainerRegistry::from_update(doc, &old).unwrap_err().field,
+            ID
+        );
         let mut doc = Value::Object(old.to_json());
         doc[VERSION] = json!(42);
-        assert_eq!(ContainerRegistry::from_update(doc, &old).unwrap_err().field, VERSION);
+        assert_eq!(
+            ContainerRegistry::from_update(doc, &old).unwrap_err().field,
+            VERSION
+        );
         let mut doc = Value::Object(old.to_json());
         doc[NAME] = json!("renamed");
         let new = ContainerRegistry::from_update(doc, &old).unwrap();
         assert_eq!(new.container_registry_version, 2);
-        assert_eq!(new.container_registry_created_at, old.container_registry_created_at);
+        assert_eq!(
+            new.container_registry_created_at,
+            old.container_registry_created_at
+        );
     }
 }

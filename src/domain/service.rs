@@ -43,7 +43,9 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::AlreadyExists(id) => AppError::AlreadyExists(id),
             StoreError::NotFound(id) => AppError::NotFound(id),
-            StoreError::VersionConflict => AppError::Conflict("the entry kept changing while it was updated; try again".into()),
+            StoreError::VersionConflict => {
+                AppError::Conflict("the entry kept changing while it was updated; try again".into())
+            }
             StoreError::Unavailable(msg) => AppError::Store(msg),
         }
     }
@@ -55,14 +57,20 @@ fn encode_cursor(after: &str) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Result<String, AppError> {
-    let bad = || AppError::BadRequest {
+    let bad = || {
+        AppError::BadRequest {
         code: "invalid_cursor",
         message: "cursor is not one this service returned; pass next_cursor from the previous page unchanged".into(),
+    }
     };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim_end_matches('=')).map_err(|_| bad())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim_end_matches('='))
+        .map_err(|_| bad())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     match (value.get("v"), value.get("after")) {
-        (Some(v), Some(Value::String(after))) if v == 1 && validate_id(after).is_ok() => Ok(after.clone()),
+        (Some(v), Some(Value::String(after))) if v == 1 && validate_id(after).is_ok() => {
+            Ok(after.clone())
+        }
         _ => Err(bad()),
     }
 }
@@ -84,7 +92,10 @@ impl Registry {
 
     pub async fn get(&self, id: &str) -> Result<ContainerRegistry, AppError> {
         check_path_id(id)?;
-        self.store.get(id).await?.ok_or_else(|| AppError::NotFound(id.to_string()))
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(id.to_string()))
     }
 
     /// Applies a MongoDB-style update with optimistic concurrency: read, apply, write if the version
@@ -99,7 +110,11 @@ impl Registry {
             let mut doc = Value::Object(old.to_json());
             update.apply(&mut doc)?;
             let new = ContainerRegistry::from_update(doc, &old)?;
-            match self.store.replace(&new, old.container_registry_version).await {
+            match self
+                .store
+                .replace(&new, old.container_registry_version)
+                .await
+            {
                 Ok(()) => return Ok(new),
                 Err(StoreError::VersionConflict) => {
                     // Spread retries so contending writers do not collide in lockstep.
@@ -114,18 +129,30 @@ impl Registry {
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {
         check_path_id(id)?;
-        if self.store.delete(id).await? { Ok(()) } else { Err(AppError::NotFound(id.to_string())) }
+        if self.store.delete(id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound(id.to_string()))
+        }
     }
 
     /// One page of entries matching `filter`, in store key order, resuming after `cursor`.
-    pub async fn query(&self, filter: &Filter, limit: usize, cursor: Option<&str>) -> Result<Page, AppError> {
+    pub async fn query(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, AppError> {
         let limit = limit.clamp(1, MAX_PAGE_LIMIT);
         let mut after = cursor.map(decode_cursor).transpose()?;
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         let mut scanned = 0usize;
         loop {
-            let chunk = self.store.scan(filter, after.as_deref(), SCAN_CHUNK).await?;
+            let chunk = self
+                .store
+                .scan(filter, after.as_deref(), SCAN_CHUNK)
+                .await?;
             scanned += chunk.scanned;
             let mut candidates = chunk.candidates.into_iter().peekable();
             while let Some(entry) = candidates.next() {
@@ -137,23 +164,45 @@ impl Registry {
                 let size = serde_json::to_vec(&entry).map(|v| v.len()).unwrap_or(0);
                 if !entries.is_empty() && bytes + size > MAX_PAGE_BYTES {
                     // This entry starts the next page: resume right before it.
-                    return Ok(Page { entries, next_cursor: after.as_deref().map(encode_cursor), scanned });
+                    return Ok(Page {
+                        entries,
+                        next_cursor: after.as_deref().map(encode_cursor),
+                        scanned,
+                    });
                 }
                 bytes += size;
                 entries.push(entry);
                 after = Some(id);
                 if entries.len() == limit {
                     let more = candidates.peek().is_some() || chunk.last_key.is_some();
-                    let next_cursor = if more { after.as_deref().map(encode_cursor) } else { None };
-                    return Ok(Page { entries, next_cursor, scanned });
+                    let next_cursor = if more {
+                        after.as_deref().map(encode_cursor)
+                    } else {
+                        None
+                    };
+                    return Ok(Page {
+                        entries,
+                        next_cursor,
+                        scanned,
+                    });
                 }
             }
             match chunk.last_key {
-                None => return Ok(Page { entries, next_cursor: None, scanned }),
+                None => {
+                    return Ok(Page {
+                        entries,
+                        next_cursor: None,
+                        scanned,
+                    });
+                }
                 Some(key) => after = Some(key),
             }
             if scanned >= MAX_SCANNED_PER_PAGE {
-                return Ok(Page { entries, next_cursor: after.as_deref().map(encode_cursor), scanned });
+                return Ok(Page {
+                    entries,
+                    next_cursor: after.as_deref().map(encode_cursor),
+                    scanned,
+                });
             }
         }
     }
@@ -161,7 +210,10 @@ impl Registry {
     /// Probes an entry's registry and records the result on the entry.
     pub async fn check_health(&self, id: &str) -> Result<ProbeResult, AppError> {
         let entry = self.get(id).await?;
-        let result = self.prober.probe(&entry.container_registry_public_url).await;
+        let result = self
+            .prober
+            .probe(&entry.container_registry_public_url)
+            .await;
         // The entry may have been deleted while it was probed; the answer still stands.
         self.store.set_health(id, &result).await?;
         Ok(result)
@@ -174,7 +226,12 @@ impl Registry {
         let all = Filter::match_all();
         loop {
             let chunk = self.store.scan(&all, after.as_deref(), SCAN_CHUNK).await?;
-            targets.extend(chunk.candidates.into_iter().map(|e| (e.container_registry_id, e.container_registry_public_url)));
+            targets.extend(
+                chunk
+                    .candidates
+                    .into_iter()
+                    .map(|e| (e.container_registry_id, e.container_registry_public_url)),
+            );
             match chunk.last_key {
                 Some(key) => after = Some(key),
                 None => break,
@@ -217,8 +274,16 @@ mod tests {
     #[test]
     fn cursor_round_trips_and_rejects_forgeries() {
         let c = encode_cursor("b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509");
-        assert_eq!(decode_cursor(&c).unwrap(), "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509");
-        for bad in ["", "!!", "eyJ2IjoyfQ", &URL_SAFE_NO_PAD.encode(r#"{"v":1,"after":"a/b"}"#)] {
+        assert_eq!(
+            decode_cursor(&c).unwrap(),
+            "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509"
+        );
+        for bad in [
+            "",
+            "!!",
+            "eyJ2IjoyfQ",
+            &URL_SAFE_NO_PAD.encode(r#"{"v":1,"after":"a/b"}"#),
+        ] {
             assert!(decode_cursor(bad).is_err(), "{bad}");
         }
     }

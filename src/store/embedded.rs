@@ -29,7 +29,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn decode(bytes: &[u8]) -> Result<ContainerRegistry, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("a stored entry is not readable: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Unavailable(format!("a stored entry is not readable: {e}")))
 }
 
 fn encode(entry: &ContainerRegistry) -> Result<Vec<u8>, StoreError> {
@@ -53,7 +54,10 @@ impl EmbeddedStore {
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.commit()?;
-        Ok(EmbeddedStore { db: Arc::new(db), path })
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            path,
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -61,7 +65,9 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(unavailable)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(unavailable)?
     }
 
     /// Runs `f` on the stored entry inside one write transaction; `f` returns the entry to store,
@@ -69,7 +75,9 @@ impl EmbeddedStore {
     async fn modify<T: Send + 'static>(
         &self,
         id: String,
-        f: impl FnOnce(ContainerRegistry) -> Result<(T, Option<ContainerRegistry>), StoreError> + Send + 'static,
+        f: impl FnOnce(ContainerRegistry) -> Result<(T, Option<ContainerRegistry>), StoreError>
+        + Send
+        + 'static,
     ) -> Result<Option<T>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
@@ -81,7 +89,9 @@ impl EmbeddedStore {
                 };
                 let (out, new) = f(current)?;
                 if let Some(new) = new {
-                    table.insert(id.as_str(), encode(&new)?.as_slice()).map_err(unavailable)?;
+                    table
+                        .insert(id.as_str(), encode(&new)?.as_slice())
+                        .map_err(unavailable)?;
                 }
                 out
             };
@@ -104,7 +114,9 @@ impl Store for EmbeddedStore {
                 if table.get(id.as_str()).map_err(unavailable)?.is_some() {
                     return Err(StoreError::AlreadyExists(id));
                 }
-                table.insert(id.as_str(), bytes.as_slice()).map_err(unavailable)?;
+                table
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
             }
             txn.commit().map_err(unavailable)
         })
@@ -116,12 +128,20 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ENTRIES).map_err(unavailable)?;
-            table.get(id.as_str()).map_err(unavailable)?.map(|v| decode(v.value())).transpose()
+            table
+                .get(id.as_str())
+                .map_err(unavailable)?
+                .map(|v| decode(v.value()))
+                .transpose()
         })
         .await
     }
 
-    async fn replace(&self, entry: &ContainerRegistry, expected_version: u64) -> Result<(), StoreError> {
+    async fn replace(
+        &self,
+        entry: &ContainerRegistry,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
         let entry = entry.clone();
         let outcome = self
             .modify(entry.container_registry_id.clone(), move |current| {
@@ -151,7 +171,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn scan(&self, _filter: &Filter, after: Option<&str>, max_scanned: usize) -> Result<ScanChunk, StoreError> {
+    async fn scan(
+        &self,
+        _filter: &Filter,
+        after: Option<&str>,
+        max_scanned: usize,
+    ) -> Result<ScanChunk, StoreError> {
         // The filter is evaluated by the caller; reading JSON and evaluating it are the same work.
         let after = after.map(str::to_string);
         self.blocking(move |db| {
@@ -161,7 +186,9 @@ impl Store for EmbeddedStore {
                 Some(key) => Bound::Excluded(key),
                 None => Bound::Unbounded,
             };
-            let mut range = table.range::<&str>((lower, Bound::Unbounded)).map_err(unavailable)?;
+            let mut range = table
+                .range::<&str>((lower, Bound::Unbounded))
+                .map_err(unavailable)?;
             let mut candidates = Vec::new();
             let mut last_key = None;
             for row in range.by_ref().take(max_scanned.max(1)) {
@@ -174,7 +201,11 @@ impl Store for EmbeddedStore {
                 last_key = None;
             }
             let scanned = candidates.len();
-            Ok(ScanChunk { candidates, last_key, scanned })
+            Ok(ScanChunk {
+                candidates,
+                last_key,
+                scanned,
+            })
         })
         .await
     }

@@ -44,14 +44,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces an entry if its stored version is still `expected_version`; otherwise
     /// `VersionConflict` (which includes the entry having been deleted meanwhile).
-    async fn replace(&self, entry: &ContainerRegistry, expected_version: u64) -> Result<(), StoreError>;
+    async fn replace(
+        &self,
+        entry: &ContainerRegistry,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
 
     /// Deletes an entry; `false` when there was none.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Examines up to `max_scanned` entries whose keys come after `after`, returning those that may
     /// match `filter`. The caller evaluates the filter exactly on what comes back.
-    async fn scan(&self, filter: &Filter, after: Option<&str>, max_scanned: usize) -> Result<ScanChunk, StoreError>;
+    async fn scan(
+        &self,
+        filter: &Filter,
+        after: Option<&str>,
+        max_scanned: usize,
+    ) -> Result<ScanChunk, StoreError>;
 
     /// Records a health result on an entry, atomically, touching no other client field.
     /// `false` when the entry no longer exists.

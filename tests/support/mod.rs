@@ -75,10 +75,17 @@ static TABLES: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh, empty table on dynalite.
 pub async fn dynamo_store() -> Arc<dyn Store> {
-    let table = format!("t{}-{}", std::process::id(), TABLES.fetch_add(1, Ordering::Relaxed));
+    let table = format!(
+        "t{}-{}",
+        std::process::id(),
+        TABLES.fetch_add(1, Ordering::Relaxed)
+    );
     // dynalite's `contains` does not search lists: the store's conservative pushdown for emulators.
     let store = DynamoStore::from_client(dynamo_client(), &table, TranslateOptions::DYNALITE);
-    store.ensure_table().await.expect("create a table on dynalite");
+    store
+        .ensure_table()
+        .await
+        .expect("create a table on dynalite");
     Arc::new(store)
 }
 
@@ -100,8 +107,16 @@ pub struct TestStore {
 pub async fn stores() -> Vec<TestStore> {
     let (embedded, dir) = embedded_store();
     vec![
-        TestStore { name: "embedded", store: embedded, _dir: Some(dir) },
-        TestStore { name: "dynamodb", store: dynamo_store().await, _dir: None },
+        TestStore {
+            name: "embedded",
+            store: embedded,
+            _dir: Some(dir),
+        },
+        TestStore {
+            name: "dynamodb",
+            store: dynamo_store().await,
+            _dir: None,
+        },
     ]
 }
 
@@ -115,11 +130,19 @@ pub fn loopback_prober(timeout_ms: u64) -> Prober {
 
 pub fn app(store: Arc<dyn Store>, write_token: Option<&str>) -> Router {
     let registry = Registry::new(store, loopback_prober(2000));
-    router(AppState { registry, write_token: write_token.map(Arc::from) })
+    router(AppState {
+        registry,
+        write_token: write_token.map(Arc::from),
+    })
 }
 
 /// Sends one request through the router in-process and returns status and JSON body.
-pub async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+pub async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     call_with(app, method, uri, body.map(|b| b.to_string()), &[]).await
 }
 
@@ -134,12 +157,18 @@ pub async fn call_with(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+    let req = req
+        .body(body.map(Body::from).unwrap_or_else(Body::empty))
+        .unwrap();
     let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("{method} {uri}: body is not JSON: {}", String::from_utf8_lossy(&bytes)));
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!(
+            "{method} {uri}: body is not JSON: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
     (status, json)
 }
 
@@ -185,7 +214,12 @@ pub fn entry(id: &str, name: &str) -> Value {
 /// Anywhere else they fail loudly instead of sending a packet.
 pub fn require_loopback_only_network() {
     let dev = std::fs::read_to_string("/proc/net/dev").expect("read /proc/net/dev");
-    let interfaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
     assert!(
         interfaces.iter().all(|i| *i == "lo"),
         "this test would probe non-loopback addresses; run it in a loopback-only network namespace \

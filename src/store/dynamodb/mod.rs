@@ -15,14 +15,15 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
 };
 use serde_dynamo::aws_sdk_dynamodb_1 as dynamo;
 
+use self::filter::TranslateOptions;
 use super::{ScanChunk, Store, StoreError};
 use crate::domain::entry::{ContainerRegistry, HEALTH, ID, VERSION};
 use crate::health::ProbeResult;
-use self::filter::TranslateOptions;
 use crate::query::Filter;
 
 /// The partition key attribute, also the entry's id field.
@@ -47,11 +48,13 @@ fn key_of(id: &str) -> HashMap<String, AttributeValue> {
 }
 
 fn from_item(item: HashMap<String, AttributeValue>) -> Result<ContainerRegistry, StoreError> {
-    dynamo::from_item(item).map_err(|e| StoreError::Unavailable(format!("a stored item is not a valid entry: {e}")))
+    dynamo::from_item(item)
+        .map_err(|e| StoreError::Unavailable(format!("a stored item is not a valid entry: {e}")))
 }
 
 fn to_item(entry: &ContainerRegistry) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    dynamo::to_item(entry).map_err(|e| StoreError::Unavailable(format!("cannot encode the entry for DynamoDB: {e}")))
+    dynamo::to_item(entry)
+        .map_err(|e| StoreError::Unavailable(format!("cannot encode the entry for DynamoDB: {e}")))
 }
 
 impl DynamoStore {
@@ -61,8 +64,16 @@ impl DynamoStore {
         let config = aws_config::load_from_env().await;
         // A custom endpoint may be an emulator (dynalite's `contains` does not search lists): push
         // down list membership only against AWS itself. Either way the answer is exact.
-        let pushdown = if config.endpoint_url().is_some() { TranslateOptions::DYNALITE } else { TranslateOptions::DYNAMODB };
-        let store = DynamoStore { client: Client::new(&config), table: table.to_string(), pushdown };
+        let pushdown = if config.endpoint_url().is_some() {
+            TranslateOptions::DYNALITE
+        } else {
+            TranslateOptions::DYNAMODB
+        };
+        let store = DynamoStore {
+            client: Client::new(&config),
+            table: table.to_string(),
+            pushdown,
+        };
         if create_table {
             store.ensure_table().await?;
         }
@@ -70,14 +81,28 @@ impl DynamoStore {
     }
 
     pub fn from_client(client: Client, table: &str, pushdown: TranslateOptions) -> Self {
-        DynamoStore { client, table: table.to_string(), pushdown }
+        DynamoStore {
+            client,
+            table: table.to_string(),
+            pushdown,
+        }
     }
 
     /// Creates the table when it does not exist (on-demand billing), and waits until it is active.
     pub async fn ensure_table(&self) -> anyhow::Result<()> {
-        match self.client.describe_table().table_name(&self.table).send().await {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
             Ok(_) => {}
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
                 let created = self
                     .client
                     .create_table()
@@ -89,25 +114,48 @@ impl DynamoStore {
                             .attribute_type(ScalarAttributeType::S)
                             .build()?,
                     )
-                    .key_schema(KeySchemaElement::builder().attribute_name(KEY).key_type(KeyType::Hash).build()?)
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name(KEY)
+                            .key_type(KeyType::Hash)
+                            .build()?,
+                    )
                     .send()
                     .await;
                 if let Err(err) = created
-                    && !err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception())
+                    && !err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_in_use_exception())
                 {
-                    anyhow::bail!("cannot create DynamoDB table {}: {}", self.table, DisplayErrorContext(&err));
+                    anyhow::bail!(
+                        "cannot create DynamoDB table {}: {}",
+                        self.table,
+                        DisplayErrorContext(&err)
+                    );
                 }
             }
-            Err(err) => anyhow::bail!("cannot reach DynamoDB table {}: {}", self.table, DisplayErrorContext(&err)),
+            Err(err) => anyhow::bail!(
+                "cannot reach DynamoDB table {}: {}",
+                self.table,
+                DisplayErrorContext(&err)
+            ),
         }
         for _ in 0..120 {
-            let desc = self.client.describe_table().table_name(&self.table).send().await?;
+            let desc = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await?;
             if desc.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        anyhow::bail!("DynamoDB table {} did not become active within a minute", self.table)
+        anyhow::bail!(
+            "DynamoDB table {} did not become active within a minute",
+            self.table
+        )
     }
 }
 
@@ -125,8 +173,14 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::AlreadyExists(entry.container_registry_id.clone()))
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::AlreadyExists(
+                    entry.container_registry_id.clone(),
+                ))
             }
             Err(err) => Err(sdk_error(err)),
         }
@@ -145,7 +199,11 @@ impl Store for DynamoStore {
         out.item.map(from_item).transpose()
     }
 
-    async fn replace(&self, entry: &ContainerRegistry, expected_version: u64) -> Result<(), StoreError> {
+    async fn replace(
+        &self,
+        entry: &ContainerRegistry,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .put_item()
@@ -158,7 +216,11 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
                 Err(StoreError::VersionConflict)
             }
             Err(err) => Err(sdk_error(err)),
@@ -177,12 +239,23 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(err) => Err(sdk_error(err)),
         }
     }
 
-    async fn scan(&self, filter: &Filter, after: Option<&str>, max_scanned: usize) -> Result<ScanChunk, StoreError> {
+    async fn scan(
+        &self,
+        filter: &Filter,
+        after: Option<&str>,
+        max_scanned: usize,
+    ) -> Result<ScanChunk, StoreError> {
         let pushdown = filter::translate_with(filter, &self.pushdown);
         let mut request = self
             .client
@@ -194,8 +267,9 @@ impl Store for DynamoStore {
         if let Some(expr) = pushdown {
             let mut values = HashMap::with_capacity(expr.values.len());
             for (name, value) in expr.values {
-                let value = dynamo::to_attribute_value(value)
-                    .map_err(|e| StoreError::Unavailable(format!("cannot encode a filter value: {e}")))?;
+                let value = dynamo::to_attribute_value(value).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot encode a filter value: {e}"))
+                })?;
                 values.insert(name, value);
             }
             request = request
@@ -208,17 +282,31 @@ impl Store for DynamoStore {
         let last_key = match out.last_evaluated_key {
             Some(key) => match key.get(KEY) {
                 Some(AttributeValue::S(id)) => Some(id.clone()),
-                _ => return Err(StoreError::Unavailable("DynamoDB returned a LastEvaluatedKey without the id".into())),
+                _ => {
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB returned a LastEvaluatedKey without the id".into(),
+                    ));
+                }
             },
             None => None,
         };
-        let candidates = out.items.unwrap_or_default().into_iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
-        Ok(ScanChunk { candidates, last_key, scanned })
+        let candidates = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ScanChunk {
+            candidates,
+            last_key,
+            scanned,
+        })
     }
 
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError> {
-        let health = dynamo::to_attribute_value(health)
-            .map_err(|e| StoreError::Unavailable(format!("cannot encode the health result: {e}")))?;
+        let health = dynamo::to_attribute_value(health).map_err(|e| {
+            StoreError::Unavailable(format!("cannot encode the health result: {e}"))
+        })?;
         // One UpdateItem touches only the health field; the version bump makes a concurrent
         // read-modify-write of the entry retry instead of writing back an older health result.
         let result = self
@@ -237,7 +325,13 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(err) => Err(sdk_error(err)),
         }
     }
