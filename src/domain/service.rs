@@ -248,16 +248,6 @@ impl Registry {
             }
         })
         .await;
-        tracing::info!(
-            total = report.total,
-            healthy = report.healthy,
-            auth_required = report.auth_required,
-            not_registry = report.not_registry,
-            unreachable = report.unreachable,
-            record_failures = report.record_failures,
-            duration_ms = report.duration_ms,
-            "health sweep finished"
-        );
         Ok(report)
     }
 }

@@ -105,7 +105,7 @@ where
         }
     }
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    tracing::debug!(
+    tracing::info!(
         total = report.total,
         healthy = report.healthy,
         auth_required = report.auth_required,
@@ -113,7 +113,7 @@ where
         unreachable = report.unreachable,
         record_failures = report.record_failures,
         duration_ms = report.duration_ms,
-        "health sweep done"
+        "health sweep finished"
     );
     report
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TableStatus,
@@ -41,6 +41,19 @@ where
     R: std::fmt::Debug,
 {
     StoreError::Unavailable(format!("DynamoDB: {}", DisplayErrorContext(&err)))
+}
+
+/// `Ok(true)` when a conditional write happened, `Ok(false)` when its condition did not hold.
+fn condition_held<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(err) => Err(sdk_error(err)),
+    }
 }
 
 fn key_of(id: &str) -> HashMap<String, AttributeValue> {
@@ -171,18 +184,12 @@ impl Store for DynamoStore {
             .expression_attribute_names("#id", KEY)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::AlreadyExists(
-                    entry.container_registry_id.clone(),
-                ))
-            }
-            Err(err) => Err(sdk_error(err)),
+        if condition_held(result)? {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(
+                entry.container_registry_id.clone(),
+            ))
         }
     }
 
@@ -214,16 +221,10 @@ impl Store for DynamoStore {
             .expression_attribute_values(":v", AttributeValue::N(expected_version.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::VersionConflict)
-            }
-            Err(err) => Err(sdk_error(err)),
+        if condition_held(result)? {
+            Ok(())
+        } else {
+            Err(StoreError::VersionConflict)
         }
     }
 
@@ -237,17 +238,7 @@ impl Store for DynamoStore {
             .expression_attribute_names("#id", KEY)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(sdk_error(err)),
-        }
+        condition_held(result)
     }
 
     async fn scan(
@@ -323,17 +314,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(sdk_error(err)),
-        }
+        condition_held(result)
     }
 
     fn describe(&self) -> String {
