@@ -50,6 +50,13 @@ fn every_event_file_is_covered_by_a_test() {
     assert_eq!(names, covered);
 }
 
+#[test]
+fn the_create_event_carries_the_seed_entry() {
+    let create: Value = serde_json::from_str(&event("01-create-entry.json")).unwrap();
+    let body: Value = serde_json::from_str(create["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body, support::seed_entry());
+}
+
 #[tokio::test]
 async fn http_events_through_from_str_and_the_router() {
     support::require_loopback_only_network();

@@ -374,7 +374,7 @@ async fn log_request(req: Request, next: Next) -> Response {
         method = %method,
         route,
         status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
         "request"
     );
     response

@@ -172,32 +172,10 @@ pub async fn call_with(
     (status, json)
 }
 
-/// The seed's example entry, verbatim.
+/// The seed's example entry, verbatim: the file the README's curl commands send.
 pub fn seed_entry() -> Value {
-    json!({
-      "container_registry_id": "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509",
-      "container_registry_name": "internal-ai-registry",
-      "container_registry_metadata": {
-        "environment": "production",
-        "owner": "mlops-team",
-        "region": "us-west-2"
-      },
-      "container_registry_tags": ["ai", "training", "internal", "fast-pull"],
-      "container_registry_public_url": "http://10.13.21.22:32633",
-      "container_registry_image_prefix": "10.13.21.22:32633",
-      "container_registry_config": {
-        "auth_required": true,
-        "mirror_enabled": false,
-        "storage_backend": "s3",
-        "max_layer_size_mb": 500
-      },
-      "container_registry_storage_info": {
-        "storage_type": "s3",
-        "storage_size": -1,
-        "memory_size": 8192,
-        "registry_type": "aios"
-      }
-    })
+    let text = std::fs::read_to_string(format!("{ROOT}/docs/seed-entry.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 /// A minimal valid entry with the given id and name.
