@@ -993,9 +993,11 @@ async fn sweep_of_300_mostly_dead_entries_takes_about_one_timeout() {
     .await;
     let took = started.elapsed();
 
+    // One probe after another would take 290 timeouts (145 s); concurrently it is one timeout
+    // plus the jitter and the scheduling of 300 connections on a busy 2-core machine.
     assert!(
-        took < timeout * 3,
-        "the sweep took {took:?}, more than 3x the {timeout:?} timeout"
+        took < timeout * 4,
+        "the sweep took {took:?}, more than 4x the {timeout:?} timeout"
     );
     assert_eq!(report.total, 300, "{report:?}");
     assert_eq!(report.healthy, 10, "{report:?}");
