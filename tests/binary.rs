@@ -3,53 +3,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
-use support::seed_entry;
+use support::{seed_entry, start_server as start};
 
 const SEED_ID: &str = "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509";
-
-/// A running server; killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-db"));
-    cmd.arg("serve").args(["--addr", "127.0.0.1:0"]).args(args);
-    for key in [
-        "REGISTRY_DB_STORE",
-        "REGISTRY_DB_DATA",
-        "REGISTRY_DB_WRITE_TOKEN",
-        "REGISTRY_DB_ADDR",
-    ] {
-        cmd.env_remove(key);
-    }
-    cmd.envs(envs.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("start registry-db");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("registry-db listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from registry-db: {line:?}"))
-        .to_string();
-    Server { child, base }
-}
 
 async fn send(
     client: &reqwest::Client,

@@ -6,8 +6,7 @@
 mod oci_registry;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -340,27 +339,17 @@ fn serve_with_sweep_every_records_verdicts_in_the_background() {
     let open = OciRegistry::start(Mode::Open);
     let dir = tempfile::tempdir().unwrap();
     seed_store(dir.path(), &[with_url("open", &open.url)]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_registry-db"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
+    let server = support::start_server(
+        &[
             "--data",
             dir.path().to_str().unwrap(),
-        ])
-        .args(["--probe-allow-loopback", "--sweep-every", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("registry-db listening on ")
-        .unwrap()
-        .to_string();
+            "--probe-allow-loopback",
+            "--sweep-every",
+            "1",
+        ],
+        &[],
+    );
+    let base = server.base.clone();
     let client = reqwest::blocking::Client::builder()
         .no_proxy()
         .build()
@@ -379,8 +368,7 @@ fn serve_with_sweep_every_records_verdicts_in_the_background() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     assert_eq!(
         last["data"]["container_registry_health"]["status"], "healthy",
         "{last}"

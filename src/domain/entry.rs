@@ -555,17 +555,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The seed's example entry, the same file the README's curl sends.
     pub(crate) fn seed() -> Value {
-        json!({
-          "container_registry_id": "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509",
-          "container_registry_name": "internal-ai-registry",
-          "container_registry_metadata": {"environment": "production", "owner": "mlops-team", "region": "us-west-2"},
-          "container_registry_tags": ["ai", "training", "internal", "fast-pull"],
-          "container_registry_public_url": "http://10.13.21.22:32633",
-          "container_registry_image_prefix": "10.13.21.22:32633",
-          "container_registry_config": {"auth_required": true, "mirror_enabled": false, "storage_backend": "s3", "max_layer_size_mb": 500},
-          "container_registry_storage_info": {"storage_type": "s3", "storage_size": -1, "memory_size": 8192, "registry_type": "aios"}
-        })
+        serde_json::from_str(include_str!("../../docs/seed-entry.json")).unwrap()
     }
 
     fn field_of(body: Value) -> String {

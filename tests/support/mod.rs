@@ -204,3 +204,48 @@ pub fn require_loopback_only_network() {
          (./scripts/test.sh does: unshare -n). Interfaces here: {interfaces:?}"
     );
 }
+
+/// A running `registry-db serve`; killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the real binary: `registry-db serve --addr 127.0.0.1:0 ARGS`, with the service's own
+/// settings cleared from the environment but for `envs`, and learns its port from its first line.
+pub fn start_server(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-db"));
+    cmd.arg("serve").args(["--addr", "127.0.0.1:0"]).args(args);
+    for key in [
+        "REGISTRY_DB_STORE",
+        "REGISTRY_DB_DATA",
+        "REGISTRY_DB_WRITE_TOKEN",
+        "REGISTRY_DB_ADDR",
+        "REGISTRY_DB_PROBE_ALLOW_LOOPBACK",
+        "REGISTRY_DB_SWEEP_EVERY",
+    ] {
+        cmd.env_remove(key);
+    }
+    cmd.envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start registry-db");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("registry-db listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from registry-db: {line:?}"))
+        .to_string();
+    Server { child, base }
+}
