@@ -35,6 +35,9 @@ pub async fn handle(
     let request: LambdaRequest = serde_json::from_value(payload).map_err(|e| {
         format!("the event is neither an API Gateway/ALB request nor a scheduled event: {e}")
     })?;
+    // `Adapter` is what `lambda_http::run` itself uses to turn the router's response into the
+    // response shape of the event's origin (HTTP API, REST API, ALB). It is public but hidden
+    // from the docs; Cargo.lock pins it and tests/lambda_events.rs fails if it changes.
     let mut adapter = Adapter::from(router.clone());
     let response = adapter.call(LambdaEvent::new(request, context)).await?;
     Ok(serde_json::to_value(response)?)
