@@ -9,6 +9,7 @@
 
 #[path = "support/oci_registry.rs"]
 mod oci_registry;
+mod support;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -43,7 +44,10 @@ fn strict_config(timeout_ms: u64) -> ProbeConfig {
     }
 }
 
+/// Every probe in this file goes through here, and only runs where loopback is the whole network:
+/// the URLs name link-local, metadata and unresolvable hosts that must never see a packet.
 async fn probe(cfg: ProbeConfig, url: &str) -> ProbeResult {
+    support::require_loopback_only_network();
     Prober::new(cfg).probe(url).await
 }
 
@@ -1053,6 +1057,7 @@ async fn sweep_concurrency_is_bounded() {
 
 #[tokio::test]
 async fn sweep_records_refused_and_unusable_targets_too() {
+    support::require_loopback_only_network();
     let prober = Prober::new(strict_config(500));
     let targets = vec![
         ("a".to_owned(), "http://169.254.169.254".to_owned()),
