@@ -508,3 +508,19 @@ async fn concurrent_add_to_set_updates_are_never_lost() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_entry_read_and_sent_back_whole_is_a_valid_update() {
+    for s in stores().await {
+        let app = app(s.store.clone(), None);
+        call(&app, "POST", "/container_registry", Some(seed_entry())).await;
+        let uri = format!("/container_registry/{SEED_ID}");
+        let (_, got) = call(&app, "GET", &uri, None).await;
+        let mut entry = got["data"].clone();
+        entry["container_registry_name"] = json!("renamed");
+        let (status, resp) = call(&app, "PUT", &uri, Some(entry)).await;
+        assert_eq!(status, StatusCode::OK, "{}: {resp}", s.name);
+        assert_eq!(resp["data"]["entry"]["container_registry_name"], "renamed");
+        assert_eq!(resp["data"]["entry"]["container_registry_version"], 2);
+    }
+}
