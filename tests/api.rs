@@ -522,5 +522,14 @@ async fn an_entry_read_and_sent_back_whole_is_a_valid_update() {
         assert_eq!(status, StatusCode::OK, "{}: {resp}", s.name);
         assert_eq!(resp["data"]["entry"]["container_registry_name"], "renamed");
         assert_eq!(resp["data"]["entry"]["container_registry_version"], 2);
+
+        // Sending back the same (now stale) read again would overwrite a change it has not seen.
+        let mut stale = got["data"].clone();
+        stale["container_registry_name"] = json!("stale");
+        let (status, resp) = call(&app, "PUT", &uri, Some(stale)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{}: {resp}", s.name);
+        assert_eq!(resp["code"], "update_conflict");
+        let (_, now) = call(&app, "GET", &uri, None).await;
+        assert_eq!(now["data"]["container_registry_name"], "renamed");
     }
 }

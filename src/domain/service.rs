@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use super::entry::{ContainerRegistry, validate_id};
+use super::entry::{ContainerRegistry, VERSION, validate_id};
 use crate::error::AppError;
 use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, run_sweep};
 use crate::query::{Filter, Update};
@@ -103,10 +103,26 @@ impl Registry {
     pub async fn update(&self, id: &str, body: &Value) -> Result<ContainerRegistry, AppError> {
         check_path_id(id)?;
         let update = Update::parse(body)?;
+        // A plain-object update that carries the version it read is a read-modify-write of the
+        // whole entry: it applies only to that version, so a client never overwrites a change it
+        // has not seen.
+        let read_version = body
+            .as_object()
+            .filter(|o| !o.keys().any(|k| k.starts_with('$')))
+            .and_then(|o| o.get(VERSION))
+            .and_then(Value::as_u64);
         for attempt in 0..UPDATE_ATTEMPTS {
             let Some(old) = self.store.get(id).await? else {
                 return Err(AppError::NotFound(id.to_string()));
             };
+            if let Some(read) = read_version
+                && read != old.container_registry_version
+            {
+                return Err(AppError::Conflict(format!(
+                    "the entry changed since it was read: the update carries version {read}, the entry is at version {}; read it again and reapply the change",
+                    old.container_registry_version
+                )));
+            }
             let mut doc = Value::Object(old.to_json());
             update.apply(&mut doc)?;
             let new = ContainerRegistry::from_update(doc, &old)?;
