@@ -135,7 +135,7 @@ pub fn lambda_settings() -> anyhow::Result<(StoreArgs, ProbeArgs)> {
         #[command(flatten)]
         probe: ProbeArgs,
     }
-    // SAFETY of intent: only fills the default; an explicit REGISTRY_DB_STORE wins.
+    // Lambda defaults to DynamoDB; an explicit REGISTRY_DB_STORE still wins.
     let store_default = std::env::var("REGISTRY_DB_STORE").unwrap_or_else(|_| "dynamodb".into());
     let parsed = LambdaEnv::try_parse_from(["registry-db", "--store", &store_default])?;
     Ok((parsed.store, parsed.probe))
