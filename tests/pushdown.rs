@@ -67,3 +67,41 @@ async fn a_selective_filter_is_evaluated_by_dynamodb_not_shipped_back() {
         );
     }
 }
+
+#[tokio::test]
+async fn filters_beyond_dynamodbs_expression_limits_push_down_less_instead_of_failing() {
+    let store = support::dynamo_store().await;
+    for i in 0..50 {
+        let entry = ContainerRegistry::from_create(json!({
+            "container_registry_id": format!("e{i:03}"),
+            "container_registry_name": format!("registry-{i}"),
+            "container_registry_public_url": "http://10.0.0.1:5000",
+            "container_registry_metadata": {"n": i},
+        }))
+        .unwrap();
+        store.insert(&entry).await.unwrap();
+    }
+    let registry = Registry::new(store, support::loopback_prober(100));
+    // 1,000 IN operands (DynamoDB takes 100 per IN) and an expression far over 4 KB.
+    let names: Vec<String> = (0..1000).map(|i| format!("registry-{}", i * 2)).collect();
+    let long_key = "k".repeat(200);
+    let filters = [
+        (json!({"container_registry_name": {"$in": names}}), 25),
+        (
+            json!({"$or": (0..60).map(|i| json!({format!("container_registry_metadata.{long_key}{i}"): i})).chain([json!({"container_registry_metadata.n": 7})]).collect::<Vec<_>>()}),
+            1,
+        ),
+        (
+            json!({"$and": (0..40).map(|i| json!({"container_registry_metadata.n": {"$ne": i + 100}})).collect::<Vec<_>>()}),
+            50,
+        ),
+    ];
+    for (filter_json, expected) in filters {
+        let filter = Filter::parse(&filter_json).unwrap();
+        let page = registry
+            .query(&filter, 1000, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(page.entries.len(), expected);
+    }
+}
