@@ -533,3 +533,64 @@ async fn an_entry_read_and_sent_back_whole_is_a_valid_update() {
         assert_eq!(now["data"]["container_registry_name"], "renamed");
     }
 }
+
+#[tokio::test]
+async fn a_cursor_still_works_after_the_entry_it_points_at_is_deleted() {
+    for s in stores().await {
+        let app = app(s.store.clone(), None);
+        for i in 0..10 {
+            call(
+                &app,
+                "POST",
+                "/container_registry",
+                Some(entry(&format!("id-{i}"), &format!("r{i}"))),
+            )
+            .await;
+        }
+        let (_, first) = call(
+            &app,
+            "POST",
+            "/container_registries?limit=3",
+            Some(json!({})),
+        )
+        .await;
+        let page: Vec<String> = first["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["container_registry_id"].as_str().unwrap().to_string())
+            .collect();
+        let cursor = first["next_cursor"].as_str().unwrap().to_string();
+        // The entry the cursor resumes after disappears before the next page is asked for.
+        let last = page.last().unwrap();
+        assert_eq!(
+            call(&app, "DELETE", &format!("/container_registry/{last}"), None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let mut rest = Vec::new();
+        let mut next = Some(cursor);
+        while let Some(c) = next {
+            let (status, resp) = call(
+                &app,
+                "POST",
+                &format!("/container_registries?limit=3&cursor={c}"),
+                Some(json!({})),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{}: {resp}", s.name);
+            rest.extend(
+                resp["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["container_registry_id"].as_str().unwrap().to_string()),
+            );
+            next = resp["next_cursor"].as_str().map(str::to_string);
+        }
+        let all: HashSet<String> = page.iter().chain(rest.iter()).cloned().collect();
+        assert_eq!(all.len(), 10, "{}: no entry skipped or repeated", s.name);
+        assert_eq!(page.len() + rest.len(), 10, "{}", s.name);
+    }
+}
