@@ -422,36 +422,8 @@ impl Drop for TlsServer {
 
 fn tls_server() -> TlsServer {
     use std::process::{Command, Stdio};
-    let hint = "`openssl` is needed by this test: install it with `apt-get install -y openssl`";
     let dir = tempfile::tempdir().unwrap();
-    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args([
-            "-days",
-            "1",
-            "-subj",
-            "/CN=self-signed.registry-db.test",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect(hint);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (key, cert) = oci_registry::self_signed_cert(dir.path(), "self-signed.registry-db.test");
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -472,7 +444,7 @@ fn tls_server() -> TlsServer {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect(hint);
+        .expect("`openssl` is needed by this test: install it with `apt-get install -y openssl`");
     let server = TlsServer {
         addr,
         child,

@@ -128,28 +128,7 @@ impl OciRegistry {
                 service,
                 issuer,
             } => {
-                let key = dir.path().join("token-issuer.key");
-                let cert = dir.path().join("token-issuer.crt");
-                run_tool(
-                    "openssl",
-                    &[
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "ec",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1",
-                        "-nodes",
-                        "-keyout",
-                        path_str(&key),
-                        "-out",
-                        path_str(&cert),
-                        "-days",
-                        "2",
-                        "-subj",
-                        &format!("/CN={issuer}"),
-                    ],
-                );
+                let (key, cert) = self_signed_cert(dir.path(), issuer);
                 token_key = Some(key);
                 token_cert = Some(cert.clone());
                 format!(
@@ -258,6 +237,32 @@ fn require_tool(tool: &str, args: &[&str]) {
             panic!("`{tool}` is needed by this test but could not be run ({e}); {INSTALL_HINT}")
         }
     }
+}
+
+/// A fresh EC key and a self-signed certificate for `common_name`, as `(key.pem, cert.pem)` in `dir`.
+pub fn self_signed_cert(dir: &Path, common_name: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    run_tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            path_str(&key),
+            "-out",
+            path_str(&cert),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={common_name}"),
+        ],
+    );
+    (key, cert)
 }
 
 fn run_tool(tool: &str, args: &[&str]) {
