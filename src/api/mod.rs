@@ -66,21 +66,27 @@ impl utoipa::Modify for WriteTokenScheme {
 /// The name of the security scheme that marks an operation as a write.
 pub const WRITE_SECURITY: &str = "write_token";
 
-/// The router and its OpenAPI document, built from the same route definitions.
-pub fn router_and_doc(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (api_routes, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every documented route, once: the router and the OpenAPI document are both split from this.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_entry))
         .routes(routes!(get_entry, update_entry, delete_entry))
         .routes(routes!(query_entries))
         .routes(routes!(check_health))
         .routes(routes!(liveness))
-        .split_for_parts();
-    let doc_json = Arc::new(doc.clone());
-    let router = api_routes
-        .route(
-            "/openapi.json",
-            get(move || async move { Json(doc_json.as_ref().clone()) }),
-        )
+}
+
+/// The router, serving `/openapi.json` beside the documented routes.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = api_routes().split_for_parts();
+    // The document never changes: serialize it once, not on every request.
+    let doc_json = serde_json::to_string(&doc).expect("the OpenAPI document serializes");
+    let serve_doc = move || {
+        let body = doc_json.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+    };
+    routes
+        .route("/openapi.json", get(serve_doc))
         .route_layer(middleware::from_fn(remember_route))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -89,25 +95,12 @@ pub fn router_and_doc(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             panic_response,
         ))
         .layer(middleware::from_fn(log_request))
-        .with_state(state);
-    (router, doc)
-}
-
-pub fn router(state: AppState) -> Router {
-    router_and_doc(state).0
+        .with_state(state)
 }
 
 /// The OpenAPI document alone (for tests and tooling).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    // The document does not depend on the state; build it without touching a store.
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .routes(routes!(create_entry))
-        .routes(routes!(get_entry, update_entry, delete_entry))
-        .routes(routes!(query_entries))
-        .routes(routes!(check_health))
-        .routes(routes!(liveness))
-        .split_for_parts()
-        .1
+    api_routes().split_for_parts().1
 }
 
 /// Create a container registry entry.
