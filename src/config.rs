@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::domain::service::Registry;
 use crate::health::{ProbeConfig, Prober};
 use crate::store::Store;
-use crate::store::dynamodb::DynamoStore;
+use crate::store::dynamodb::{DynamoStore, default_tag_table};
 use crate::store::embedded::EmbeddedStore;
 
 #[derive(Debug, Parser)]
@@ -31,6 +31,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Probe every entry's registry once, record each verdict, print the report and exit.
     Sweep(SweepArgs),
+    /// Build the tag index from the entries (for a store from before the index), print what it
+    /// did and exit. Safe while the service runs.
+    Reindex(ReindexArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,6 +58,9 @@ pub struct StoreArgs {
     /// DynamoDB table (endpoint, region and credentials come from the usual AWS settings).
     #[arg(long, env = "TABLE_NAME", default_value = "container-registries")]
     pub table: String,
+    /// DynamoDB table of the tag index [default: the table's name with `-tags` appended].
+    #[arg(long, env = "TAG_TABLE_NAME")]
+    pub tag_table: Option<String>,
     /// Create the DynamoDB table when it is missing (for local use, e.g. against dynalite).
     #[arg(long, env = "REGISTRY_DB_CREATE_TABLE")]
     pub create_table: bool,
@@ -85,6 +91,12 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ReindexArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
     #[command(flatten)]
     pub store: StoreArgs,
@@ -97,7 +109,11 @@ impl StoreArgs {
         Ok(match self.store {
             StoreKind::Embedded => Arc::new(EmbeddedStore::open(&self.data)?),
             StoreKind::Dynamodb => {
-                Arc::new(DynamoStore::connect(&self.table, self.create_table).await?)
+                let tag_table = self
+                    .tag_table
+                    .clone()
+                    .unwrap_or_else(|| default_tag_table(&self.table));
+                Arc::new(DynamoStore::connect(&self.table, &tag_table, self.create_table).await?)
             }
         })
     }

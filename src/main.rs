@@ -34,6 +34,12 @@ async fn main() -> anyhow::Result<()> {
             };
             serve(registry, opts).await
         }
+        Command::Reindex(args) => {
+            let store = args.store.open().await?;
+            let report = store.reindex().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Sweep(args) => {
             let registry = config::registry(&args.store, &args.probe).await?;
             let report = registry.sweep(&SweepOptions::default()).await?;

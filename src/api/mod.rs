@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+mod raw;
 pub mod schema;
 
 use std::sync::Arc;
@@ -156,12 +157,9 @@ async fn create_entry(
 async fn get_entry(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<EntryResponse>, AppError> {
+) -> Result<Response, AppError> {
     let entry = state.registry.get(&id).await?;
-    Ok(Json(EntryResponse {
-        success: true,
-        data: entry,
-    }))
+    Ok(raw::entry_response(&entry))
 }
 
 /// Update an entry with MongoDB-style operators ($set, $unset, $addToSet, $pull, $push) or a plain
@@ -245,7 +243,7 @@ async fn query_entries(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     JsonBody(body): JsonBody,
-) -> Result<Json<EntriesResponse>, AppError> {
+) -> Result<Response, AppError> {
     let params = PageParams::parse(query.as_deref())?;
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
     let page = state
@@ -261,11 +259,10 @@ async fn query_entries(
         scanned = page.scanned,
         "query page"
     );
-    Ok(Json(EntriesResponse {
-        success: true,
-        data: page.entries,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(raw::entries_response(
+        &page.entries,
+        page.next_cursor.as_deref(),
+    ))
 }
 
 /// Probe the registry's OCI API (`{public_url}/v2/`) and record the result on the entry.

@@ -44,7 +44,9 @@ pub const MAX_ENTRY_BYTES: usize = 300 * 1024;
 pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_URL_CHARS: usize = 2048;
-pub const MAX_TAGS: usize = 100;
+/// One transaction of the DynamoDB store writes an entry, puts its new tags' index items and deletes
+/// its old ones: 1 + 2 x 48 actions stay within DynamoDB's 100 per `TransactWriteItems`.
+pub const MAX_TAGS: usize = 48;
 pub const MAX_TAG_CHARS: usize = 64;
 /// Nesting depth allowed inside `metadata` and `config` (DynamoDB allows 32 levels per item).
 pub const MAX_NESTING: usize = 16;
@@ -363,31 +365,36 @@ fn object_field(
     match doc.remove(field) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => {
-            check_nested(&map, field, 1)?;
+            check_nested(&map, &|| field.to_string(), 1)?;
             Ok(map)
         }
         Some(other) => Err(type_error(field, "an object", &other)),
     }
 }
 
-/// Nesting depth, key names and numbers must be storable the same way in both stores.
-fn check_nested(map: &Map<String, Value>, path: &str, depth: usize) -> Result<(), ValidationError> {
+/// Nesting depth, key names and numbers must be storable the same way in both stores. The path of
+/// a value is spelled out only when it breaks a rule: entries may hold many thousands of values.
+fn check_nested(
+    map: &Map<String, Value>,
+    path: &dyn Fn() -> String,
+    depth: usize,
+) -> Result<(), ValidationError> {
     for (k, v) in map {
         if k.is_empty() || k.chars().count() > MAX_KEY_CHARS {
             return Err(ValidationError::new(
-                path,
+                path(),
                 format!("keys must be 1 to {MAX_KEY_CHARS} characters long"),
             ));
         }
-        check_value(v, &format!("{path}.{k}"), depth)?;
+        check_value(v, &|| format!("{}.{k}", path()), depth)?;
     }
     Ok(())
 }
 
-fn check_value(v: &Value, path: &str, depth: usize) -> Result<(), ValidationError> {
+fn check_value(v: &Value, path: &dyn Fn() -> String, depth: usize) -> Result<(), ValidationError> {
     if depth > MAX_NESTING {
         return Err(ValidationError::new(
-            path,
+            path(),
             format!("nests deeper than {MAX_NESTING} levels"),
         ));
     }
@@ -396,14 +403,14 @@ fn check_value(v: &Value, path: &str, depth: usize) -> Result<(), ValidationErro
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, item)| check_value(item, &format!("{path}.{i}"), depth + 1)),
+            .try_for_each(|(i, item)| check_value(item, &|| format!("{}.{i}", path()), depth + 1)),
         Value::Number(n) => check_number(n, path),
         _ => Ok(()),
     }
 }
 
 /// DynamoDB numbers hold magnitudes from 1e-130 to below 1e126; refusing others keeps both stores alike.
-fn check_number(n: &serde_json::Number, path: &str) -> Result<(), ValidationError> {
+fn check_number(n: &serde_json::Number, path: &dyn Fn() -> String) -> Result<(), ValidationError> {
     if let Some(f) = n.as_f64()
         && !n.is_i64()
         && !n.is_u64()
@@ -411,7 +418,7 @@ fn check_number(n: &serde_json::Number, path: &str) -> Result<(), ValidationErro
         && !(1e-130..1e126).contains(&f.abs())
     {
         return Err(ValidationError::new(
-            path,
+            path(),
             format!(
                 "the number {n} is outside the range an entry can store (1e-130 to 1e126 in magnitude)"
             ),
