@@ -146,7 +146,17 @@ for k in "${kustomizations[@]}"; do
     if command -v kubectl >/dev/null 2>&1; then
         # Renders offline (no cluster contacted); the output must validate like any manifest.
         rendered="$tmp/$(tr '/' '_' <<<"$dir").yaml"
-        if kubectl kustomize "$dir" >"$rendered"; then
+        target=$dir
+        if grep -q '^kind: Component' "$k"; then
+            # A component renders nothing alone: render it on the variant it lives in (its
+            # parent folder), through an overlay in $tmp (kustomize takes relative paths only).
+            target="$tmp/component-$(tr '/' '_' <<<"$dir")"
+            mkdir -p "$target"
+            up=$(realpath --relative-to="$target" "$ROOT")
+            printf 'resources:\n  - %s\ncomponents:\n  - %s\n' \
+                "$up/$(dirname "$dir")" "$up/$dir" >"$target/kustomization.yaml"
+        fi
+        if kubectl kustomize "$target" >"$rendered"; then
             validate_k8s "$rendered" "kubectl kustomize $dir"
         else
             fail "kubectl kustomize $dir"

@@ -560,7 +560,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn docs(text: &str) -> (Vec<(Position, Result<Value, String>)>, Result<(), String>) {
+    type Read = Vec<(Position, Result<Value, String>)>;
+
+    fn docs(text: &str) -> (Read, Result<(), String>) {
         let mut out = Vec::new();
         let end = read_documents(text.as_bytes(), |d| {
             out.push((d.at, d.json));
