@@ -166,7 +166,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<i32> {
     };
     let store = args.store.open().await.with_context(|| match args.store.store {
         StoreKind::Embedded => format!(
-            "cannot import into the embedded store in {}: one process at a time may open it, so stop the server on it first",
+            "cannot open the embedded store in {} (if a server runs on it, stop it first: one process at a time may open the store)",
             args.store.data.display()
         ),
         StoreKind::Dynamodb => format!("cannot open the DynamoDB table {}", args.store.table),
@@ -212,9 +212,6 @@ where
     let mut seen: HashMap<String, Position> = HashMap::new();
     while let Some(doc) = rx.recv().await {
         out.read += 1;
-        if out.read % PROGRESS_EVERY == 0 {
-            tracing::info!(read = out.read, imported = out.imported, "importing");
-        }
         let at = doc.at;
         // Named in every report, even when the rest of the document is malformed.
         let id = doc
@@ -260,6 +257,9 @@ where
                 }
                 report(&Finding { at, id, problem });
             }
+        }
+        if out.read % PROGRESS_EVERY == 0 {
+            tracing::info!(read = out.read, imported = out.imported, "importing");
         }
     }
     // Closing the receiver ends the reader at its next document when the store stopped us.

@@ -444,7 +444,7 @@ fn a_missing_file_a_busy_store_or_no_file_argument_fail_with_a_reason() {
     );
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("stop the server on it first")
+        run.stderr.contains("if a server runs on it, stop it first")
             && run.stderr.contains("already open in another process"),
         "{}",
         run.stderr
