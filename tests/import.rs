@@ -157,8 +157,9 @@ async fn all(registry: &Registry) -> Vec<Value> {
         .collect()
 }
 
-/// The one export, every case in it, on both stores: the seed entry and two more land (numbers
-/// and dates from extended JSON made plain, `_id` dropped); the malformed, invalid and id-less
+/// `mongoexport --jsonArray --jsonFormat=canonical` (one line; every number typed, dates as
+/// milliseconds), every case in it, on both stores: the seed entry and two more land (numbers and
+/// dates from extended JSON made plain, `_id` dropped); the malformed, invalid and id-less
 /// entries are refused with the validation message; the id repeated in the file and the id
 /// already in the store are duplicates, and neither overwrites anything. Then a re-run changes
 /// nothing and reports every id that landed as already there.
@@ -226,7 +227,7 @@ async fn a_mongoexport_lands_in_both_stores_and_every_refusal_is_reported() {
         assert_eq!(
             gpu["container_registry_metadata"],
             json!({
-                "environment": "staging", "gpus": 8,
+                "environment": "staging", "gpus": 8, "total_bytes": 5_497_558_138_880_i64,
                 "onboarded_at": "2025-03-01T09:30:00.000Z", "last_audit": "2025-01-01T00:00:00.000Z",
             }),
             "{name}"
@@ -309,8 +310,8 @@ async fn a_mongoexport_lands_in_both_stores_and_every_refusal_is_reported() {
     }
 }
 
-/// mongoexport's default format, one document per line, canonical extended JSON: a broken line
-/// is refused and the lines after it still land.
+/// mongoexport's default format, one document per line in relaxed extended JSON (plain numbers,
+/// `{"$date": "<ISO 8601>"}`): a broken line is refused and the lines after it still land.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_document_per_line_goes_on_after_a_broken_line_on_both_stores() {
     let file = fixture("mongoexport-container_registry.lines.json");
@@ -334,19 +335,21 @@ async fn one_document_per_line_goes_on_after_a_broken_line_on_both_stores() {
         let registry = target.registry().await;
         let seed = stored(&registry, SEED_ID).await.unwrap().to_json();
         for (field, value) in support::seed_entry().as_object().unwrap() {
-            assert_eq!(
-                &seed[field], value,
-                "{name}: {field} from canonical extended JSON"
-            );
+            assert_eq!(&seed[field], value, "{name}: {field}");
         }
         let gpu = stored(&registry, "gpu-cluster-registry")
             .await
             .unwrap()
             .to_json();
         assert_eq!(
-            gpu["container_registry_metadata"]["onboarded_at"],
-            "2025-03-01T09:30:00.000Z"
+            gpu["container_registry_metadata"],
+            json!({
+                "environment": "staging", "gpus": 8, "total_bytes": 5_497_558_138_880_i64,
+                "onboarded_at": "2025-03-01T09:30:00.000Z", "last_audit": "2025-01-01T00:00:00.250Z",
+            }),
+            "{name}: relaxed extended JSON"
         );
+        assert_eq!(gpu["container_registry_config"]["max_layer_size_mb"], 512.5);
         assert!(
             stored(&registry, "ghcr-mirror").await.is_some(),
             "{name}: the line after the broken one"
@@ -408,7 +411,7 @@ async fn a_truncated_array_imports_what_precedes_the_break_and_exits_1() {
     );
     assert!(
         run.stderr.contains(
-            "error: the import stopped: the file is not valid JSON at line 3, column 68 (after 2 documents): EOF while parsing a string; nothing after that point was read"
+            "error: the import stopped: the file is not valid JSON at line 1, column 1581 (after 2 documents): EOF while parsing a string; nothing after that point was read"
         ),
         "{}",
         run.stderr
