@@ -287,11 +287,12 @@ fn prepare(json: Result<Value, String>) -> Result<Map<String, Value>, Problem> {
         )));
     };
     doc.remove(MONGO_ID);
-    let doc = match plain_json(Value::Object(doc), "") {
-        Ok(Value::Object(doc)) => doc,
-        Ok(_) => unreachable!("an object stays an object"),
-        Err(e) => return Err(Problem::Malformed(e)),
-    };
+    // Field by field: a top-level `$` key stays a key, which the entry's validation refuses.
+    let doc = doc
+        .into_iter()
+        .map(|(k, v)| plain_json(v, &k).map(|v| (k, v)))
+        .collect::<Result<Map<_, _>, _>>()
+        .map_err(Problem::Malformed)?;
     match doc.get(ID) {
         None | Some(Value::Null) => Err(Problem::Invalid(format!(
             "{ID}: is required for an import (a document without one would get a new id on every run)"
@@ -712,5 +713,12 @@ mod tests {
         assert!(
             matches!(prepare(Ok(json!([1]))), Err(Problem::Malformed(m)) if m.contains("an array, not a JSON object"))
         );
+        // A document that is itself one extended JSON value is no entry: its `$` key stays a
+        // key, for the entry's validation to refuse.
+        let doc = prepare(Ok(
+            json!({"$numberInt": "1", "container_registry_id": "r1"}),
+        ))
+        .unwrap();
+        assert_eq!(doc["$numberInt"], json!("1"));
     }
 }
