@@ -34,6 +34,9 @@ pub enum Command {
     /// Build the tag index from the entries (for a store from before the index), print what it
     /// did and exit. Safe while the service runs.
     Reindex(ReindexArgs),
+    /// Import the earlier MongoDB service's entries (a `mongoexport` of its collection) into the
+    /// store; exit 0 when all are in, 3 when some were refused, 1 when it could not finish.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,6 +105,14 @@ pub struct SweepArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The export: `mongoexport --jsonArray` output, or one document per line; `-` reads stdin.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 impl StoreArgs {

@@ -46,5 +46,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        Command::Import(args) => {
+            // The store is closed when `run` returns, before the process exits.
+            let code = registry_db::import::run(&args).await?;
+            std::process::exit(code)
+        }
     }
 }
