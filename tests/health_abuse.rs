@@ -385,22 +385,17 @@ fn a_registry_that_redirects_to_the_service_itself_gets_one_probe() {
     let dir = tempfile::tempdir().unwrap();
     let table = format!("loop-{}", std::process::id());
     let dynalite = support::dynalite();
-    let runs: [(&str, Vec<&str>, Vec<(&str, &str)>); 2] = [
-        (
-            "embedded",
-            vec!["--data", dir.path().to_str().unwrap()],
-            vec![],
-        ),
-        (
-            "dynamodb",
-            vec!["--store", "dynamodb", "--table", &table, "--create-table"],
-            vec![
-                ("AWS_ENDPOINT_URL_DYNAMODB", dynalite.as_str()),
-                ("AWS_REGION", "us-east-1"),
-                ("AWS_ACCESS_KEY_ID", "test"),
-                ("AWS_SECRET_ACCESS_KEY", "test"),
-            ],
-        ),
+    let embedded_args = vec!["--data", dir.path().to_str().unwrap()];
+    let dynamodb_args = vec!["--store", "dynamodb", "--table", &table, "--create-table"];
+    let dynamodb_env = vec![
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynalite.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let runs = [
+        ("embedded", embedded_args, vec![]),
+        ("dynamodb", dynamodb_args, dynamodb_env),
     ];
     for (name, args, envs) in runs {
         let mut args = args;

@@ -9,7 +9,7 @@ use serde_yaml::Value;
 
 /// The environment variables the binary reads (API.md's configuration table), plus the AWS SDK's
 /// and tracing's.
-const KNOWN_ENV: [&str; 11] = [
+const KNOWN_ENV: [&str; 14] = [
     "REGISTRY_DB_STORE",
     "REGISTRY_DB_DATA",
     "TABLE_NAME",
@@ -18,6 +18,9 @@ const KNOWN_ENV: [&str; 11] = [
     "REGISTRY_DB_WRITE_TOKEN",
     "REGISTRY_DB_PROBE_TIMEOUT_MS",
     "REGISTRY_DB_PROBE_ALLOW_LOOPBACK",
+    "REGISTRY_DB_PROBE_COOLDOWN_SECS",
+    "REGISTRY_DB_PROBE_MAX_IN_FLIGHT",
+    "REGISTRY_DB_PROBE_DENY",
     "REGISTRY_DB_SWEEP_EVERY",
     "RUST_LOG",
     "TZ",
