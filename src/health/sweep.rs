@@ -141,16 +141,15 @@ where
     report
 }
 
+/// `(host, entry id, public url)`.
+type HostTarget = (String, String, String);
+
 /// The targets in the order a sweep starts them: the first entry of every host, then the second of
 /// every host, and so on, each tagged with its host; and one semaphore of `per_host` permits per host.
-#[allow(clippy::type_complexity)]
 fn round_robin_by_host(
     targets: impl IntoIterator<Item = (String, String)>,
     per_host: usize,
-) -> (
-    Vec<(String, String, String)>,
-    HashMap<String, Arc<Semaphore>>,
-) {
+) -> (Vec<HostTarget>, HashMap<String, Arc<Semaphore>>) {
     let mut by_host: Vec<(String, Vec<(String, String)>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (id, url) in targets {
