@@ -339,12 +339,13 @@ impl Registry {
         );
         let id = id.to_owned();
         let task = tokio::spawn(async move {
-            let outcome = check_once(store.as_ref(), &prober, checks, &id).await;
-            flights
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-            outcome
+            // Leaves the map however the check ends, panics included, so a failed flight is never
+            // answered again to later checks.
+            let _leave = LeaveOnDrop {
+                flights,
+                id: id.clone(),
+            };
+            check_once(store.as_ref(), &prober, checks, &id).await
         });
         async move {
             task.await
@@ -384,6 +385,21 @@ impl Registry {
         })
         .await;
         Ok(report)
+    }
+}
+
+/// Takes a finished check out of the map of checks in progress.
+struct LeaveOnDrop {
+    flights: Arc<Mutex<HashMap<String, Flight>>>,
+    id: String,
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        self.flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }
 
