@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::service::Registry;
-use crate::health::{ProbeConfig, Prober};
+use crate::domain::service::{CheckPolicy, PROBE_SLOT_WAIT, Registry};
+use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
 use crate::store::Store;
 use crate::store::dynamodb::{DynamoStore, default_tag_table};
 use crate::store::embedded::EmbeddedStore;
@@ -77,6 +77,26 @@ pub struct ProbeArgs {
     /// Let probes reach loopback addresses (for registries on the same machine).
     #[arg(long, env = "REGISTRY_DB_PROBE_ALLOW_LOOPBACK")]
     pub probe_allow_loopback: bool,
+    /// Within this many seconds of an entry's last probe, a health check answers the stored result
+    /// instead of probing again (0 probes every time).
+    #[arg(long, env = "REGISTRY_DB_PROBE_COOLDOWN_SECS", default_value_t = 30)]
+    pub probe_cooldown_secs: u64,
+    /// Probes in flight at once, on-demand checks and sweeps together (sweeps take at most three
+    /// quarters); a check that finds no slot within 2 s is a 429.
+    #[arg(long, env = "REGISTRY_DB_PROBE_MAX_IN_FLIGHT", default_value_t = crate::health::probe::DEFAULT_MAX_IN_FLIGHT)]
+    pub probe_max_in_flight: usize,
+    /// More address ranges probes may not reach, comma-separated: CIDR ranges, addresses, or
+    /// `private` (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
+    #[arg(long, env = "REGISTRY_DB_PROBE_DENY", value_delimiter = ',', value_parser = parse_deny)]
+    pub probe_deny: Vec<DenyItem>,
+}
+
+/// One item of `--probe-deny`, as the ranges it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyItem(pub Vec<ipnet::IpNet>);
+
+fn parse_deny(item: &str) -> Result<DenyItem, String> {
+    parse_deny_item(item).map(DenyItem)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -135,14 +155,27 @@ impl ProbeArgs {
         Prober::new(ProbeConfig {
             timeout: Duration::from_millis(self.probe_timeout_ms.max(1)),
             allow_loopback: self.probe_allow_loopback,
+            max_in_flight: self.probe_max_in_flight.max(1),
+            deny: self.probe_deny.iter().flat_map(|d| d.0.clone()).collect(),
+            // Inside Lambda the runtime API is never a probe target, whatever the flags say.
+            lambda_runtime_api: std::env::var("AWS_LAMBDA_RUNTIME_API")
+                .ok()
+                .and_then(|v| RuntimeApi::parse(&v)),
             ..ProbeConfig::default()
         })
+    }
+
+    pub fn check_policy(&self) -> CheckPolicy {
+        CheckPolicy {
+            cooldown: Duration::from_secs(self.probe_cooldown_secs),
+            slot_wait: PROBE_SLOT_WAIT,
+        }
     }
 }
 
 /// Builds the registry service from store and probe settings.
 pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
-    Ok(Registry::new(store.open().await?, probe.prober()))
+    Ok(Registry::new(store.open().await?, probe.prober()).with_check_policy(probe.check_policy()))
 }
 
 /// `REGISTRY_DB_WRITE_TOKEN`, when set and not blank.

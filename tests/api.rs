@@ -594,3 +594,128 @@ async fn a_cursor_still_works_after_the_entry_it_points_at_is_deleted() {
         assert_eq!(page.len() + rest.len(), 10, "{}", s.name);
     }
 }
+
+#[tokio::test]
+async fn public_urls_are_refused_unless_written_plainly_and_stored_normalized() {
+    for s in stores().await {
+        let app = app(s.store.clone(), None);
+        let with = |url: &str| json!({"container_registry_name": "x", "container_registry_public_url": url});
+        for (url, words) in [
+            (
+                "http://registry.example.com/\r\nX-Injected: 1",
+                "control character",
+            ),
+            ("http://registry.example.com/\tx", "control character"),
+            ("http://registry.example.com/\u{0}", "control character"),
+            ("http://registry.example.com/ x", "whitespace"),
+            (" http://registry.example.com", "whitespace"),
+            ("http:\\\\registry.example.com", "backslash"),
+            ("http:/169.254.169.254", "must start with http://"),
+            ("http:///169.254.169.254", "must name a host"),
+        ] {
+            let (status, resp) = call(&app, "POST", "/container_registry", Some(with(url))).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {url:?}", s.name);
+            assert_eq!(resp["code"], "invalid_entry");
+            assert_eq!(resp["data"]["field"], "container_registry_public_url");
+            assert!(
+                resp["error"].as_str().unwrap().contains(words),
+                "{url:?}: {resp}"
+            );
+        }
+        // an update cannot sneak one in either
+        call(
+            &app,
+            "POST",
+            "/container_registry",
+            Some(entry("plain", "plain")),
+        )
+        .await;
+        let (status, _) = call(
+            &app,
+            "PUT",
+            "/container_registry/plain",
+            Some(json!({"$set": {"container_registry_public_url": "http://h/\r\nx"}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // stored as the probe reads it
+        for (url, stored) in [
+            (
+                "HTTP://Registry.Example.COM:80",
+                "http://registry.example.com",
+            ),
+            ("http://2130706433:5000", "http://127.0.0.1:5000"),
+            ("https://example.com/a/../v2/", "https://example.com/v2/"),
+            ("http://10.13.21.22:32633", "http://10.13.21.22:32633"),
+        ] {
+            let (status, created) =
+                call(&app, "POST", "/container_registry", Some(with(url))).await;
+            assert_eq!(status, StatusCode::CREATED, "{}: {url}", s.name);
+            let id = created["data"]["id"].as_str().unwrap();
+            let (_, got) = call(&app, "GET", &format!("/container_registry/{id}"), None).await;
+            assert_eq!(
+                got["data"]["container_registry_public_url"], stored,
+                "{url}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_entry_past_the_dynamodb_item_size_is_400_on_both_stores() {
+    use registry_db::domain::size::MAX_CLIENT_ITEM_BYTES;
+    for s in stores().await {
+        let app = app(s.store.clone(), None);
+        // 100,000 one-digit numbers: 200 KB of JSON, 300 KB as a DynamoDB item (3 bytes each)
+        let mut body = entry("digits", "digits");
+        body["container_registry_metadata"] = json!({"n": vec![7; 100_000]});
+        let (status, resp) = call(&app, "POST", "/container_registry", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{}: {resp}", s.name);
+        // $push grows it 1,000 at a time: first past the DynamoDB size, long before 300 KiB of JSON
+        let mut pushed = 0;
+        let refusal = loop {
+            let (status, resp) = call(
+                &app,
+                "PUT",
+                "/container_registry/digits",
+                Some(json!({"$push": {"container_registry_metadata.n": {"$each": vec![7; 1000]}}})),
+            )
+            .await;
+            if status != StatusCode::OK {
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {resp}", s.name);
+                break resp;
+            }
+            pushed += 1000;
+            assert!(pushed < 40_000, "{}: never refused", s.name);
+        };
+        assert_eq!(refusal["code"], "entry_too_large", "{}", s.name);
+        assert_eq!(refusal["data"]["field"], "entry");
+        let error = refusal["error"].as_str().unwrap();
+        assert!(error.contains("as a DynamoDB item"), "{error}");
+        assert!(
+            error.contains(&MAX_CLIENT_ITEM_BYTES.to_string()),
+            "{error}"
+        );
+        // refused at the item budget: between 100,000 + 31,000 and + 33,000 numbers, as JSON still
+        // well under 300 KiB
+        assert!((31_000..33_000).contains(&pushed), "{}: {pushed}", s.name);
+        // what is stored is the last accepted entry, and it still takes updates
+        let (status, got) = call(&app, "GET", "/container_registry/digits", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            got["data"]["container_registry_metadata"]["n"]
+                .as_array()
+                .unwrap()
+                .len(),
+            100_000 + pushed
+        );
+        let (status, resp) = call(
+            &app,
+            "PUT",
+            "/container_registry/digits",
+            Some(json!({"$set": {"container_registry_name": "smaller"}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{}: {}", s.name, resp["error"]);
+    }
+}
