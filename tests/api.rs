@@ -661,45 +661,47 @@ async fn public_urls_are_refused_unless_written_plainly_and_stored_normalized() 
     }
 }
 
+/// Growing an entry with `$push` ends in a 400 `entry_too_large`, never in a store error: first by
+/// the number of values (tiny numbers, which cost more parsed and in DynamoDB than in JSON), then
+/// by bytes (long strings). What is stored stays the last accepted entry, and takes updates.
 #[tokio::test]
-async fn an_entry_past_the_dynamodb_item_size_is_400_on_both_stores() {
-    use registry_db::domain::size::MAX_CLIENT_ITEM_BYTES;
+async fn growing_an_entry_past_its_limits_is_400_on_both_stores() {
+    use registry_db::domain::size::{MAX_CLIENT_JSON_BYTES, MAX_VALUES};
     for s in stores().await {
         let app = app(s.store.clone(), None);
-        // 100,000 one-digit numbers: 200 KB of JSON, 300 KB as a DynamoDB item (3 bytes each)
         let mut body = entry("digits", "digits");
-        body["container_registry_metadata"] = json!({"n": vec![7; 100_000]});
+        body["container_registry_metadata"] = json!({"n": vec![7; 9_000]});
         let (status, resp) = call(&app, "POST", "/container_registry", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{}: {resp}", s.name);
-        // $push grows it 1,000 at a time: first past the DynamoDB size, long before 300 KiB of JSON
-        let mut pushed = 0;
-        let refusal = loop {
-            let (status, resp) = call(
-                &app,
-                "PUT",
-                "/container_registry/digits",
-                Some(json!({"$push": {"container_registry_metadata.n": {"$each": vec![7; 1000]}}})),
-            )
-            .await;
-            if status != StatusCode::OK {
-                assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {resp}", s.name);
-                break resp;
+        let grow = |id: &'static str, path: &'static str, item: Value, step: usize| {
+            let app = app.clone();
+            async move {
+                let mut pushed = 0;
+                loop {
+                    let (status, resp) = call(
+                        &app,
+                        "PUT",
+                        &format!("/container_registry/{id}"),
+                        Some(json!({"$push": {path: {"$each": vec![item.clone(); step]}}})),
+                    )
+                    .await;
+                    if status != StatusCode::OK {
+                        assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+                        return (pushed, resp);
+                    }
+                    pushed += step;
+                    assert!(pushed < 1_000_000, "never refused");
+                }
             }
-            pushed += 1000;
-            assert!(pushed < 40_000, "{}: never refused", s.name);
         };
-        assert_eq!(refusal["code"], "entry_too_large", "{}", s.name);
+        let (pushed, refusal) =
+            grow("digits", "container_registry_metadata.n", json!(7), 100).await;
+        assert_eq!(refusal["code"], "entry_too_large", "{}: {refusal}", s.name);
         assert_eq!(refusal["data"]["field"], "entry");
         let error = refusal["error"].as_str().unwrap();
-        assert!(error.contains("as a DynamoDB item"), "{error}");
-        assert!(
-            error.contains(&MAX_CLIENT_ITEM_BYTES.to_string()),
-            "{error}"
-        );
-        // refused at the item budget: between 100,000 + 31,000 and + 33,000 numbers, as JSON still
-        // well under 300 KiB
-        assert!((31_000..33_000).contains(&pushed), "{}: {pushed}", s.name);
-        // what is stored is the last accepted entry, and it still takes updates
+        assert!(error.contains(&format!("at most {MAX_VALUES}")), "{error}");
+        // The entry holds its name, url, ... and the metadata object, list and numbers.
+        assert!((900..=1_000).contains(&pushed), "{}: {pushed}", s.name);
         let (status, got) = call(&app, "GET", "/container_registry/digits", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
@@ -707,7 +709,7 @@ async fn an_entry_past_the_dynamodb_item_size_is_400_on_both_stores() {
                 .as_array()
                 .unwrap()
                 .len(),
-            100_000 + pushed
+            9_000 + pushed
         );
         let (status, resp) = call(
             &app,
@@ -717,5 +719,30 @@ async fn an_entry_past_the_dynamodb_item_size_is_400_on_both_stores() {
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{}: {}", s.name, resp["error"]);
+
+        // Bytes: kilobyte strings, 10 at a time.
+        call(
+            &app,
+            "POST",
+            "/container_registry",
+            Some(entry("strings", "strings")),
+        )
+        .await;
+        let (pushed, refusal) = grow(
+            "strings",
+            "container_registry_config.blobs",
+            json!("x".repeat(1000)),
+            10,
+        )
+        .await;
+        assert_eq!(refusal["code"], "entry_too_large", "{}: {refusal}", s.name);
+        let error = refusal["error"].as_str().unwrap();
+        assert!(error.contains("as JSON"), "{error}");
+        assert!(
+            error.contains(&MAX_CLIENT_JSON_BYTES.to_string()),
+            "{error}"
+        );
+        // 1,003 bytes each (quotes, comma) against 303,075: refused at the 301st to 310th.
+        assert_eq!(pushed, 300, "{}", s.name);
     }
 }

@@ -38,10 +38,26 @@ pub const MAX_CLIENT_JSON_BYTES: usize = MAX_ENTRY_BYTES - HEALTH_RESERVE_JSON;
 /// The most the client's part of an entry may take as a DynamoDB item.
 pub const MAX_CLIENT_ITEM_BYTES: usize = MAX_ITEM_BYTES - HEALTH_RESERVE_ITEM;
 
-/// Checks an entry, given as its JSON object, against both limits. The health record in `doc`, if
+/// The most JSON values (scalars, arrays and objects, at any depth) the client's part of an entry
+/// may hold. A parsed value costs tens of bytes whatever its JSON size, so this bounds what reading
+/// one entry costs in memory (about 1 MB), where the byte limits alone would allow 150,000 values.
+pub const MAX_VALUES: usize = 10_000;
+
+/// Checks an entry, given as its JSON object, against the limits. The health record in `doc`, if
 /// any, is left out and its maximal size counted instead.
 pub fn check(doc: &Map<String, Value>) -> Result<(), ValidationError> {
     let without_health = |k: &String| k != HEALTH;
+    let values: usize = doc
+        .iter()
+        .filter(|(k, _)| without_health(k))
+        .map(|(_, v)| count_values(v))
+        .sum();
+    if values > MAX_VALUES {
+        return Err(ValidationError::too_large(format!(
+            "holds {values} JSON values (every number, string, list and object counts, at any \
+             depth); an entry may hold at most {MAX_VALUES}"
+        )));
+    }
     let json = json_size_of_object(doc, without_health);
     if json > MAX_CLIENT_JSON_BYTES {
         return Err(ValidationError::too_large(format!(
@@ -63,6 +79,15 @@ pub fn check(doc: &Map<String, Value>) -> Result<(), ValidationError> {
         )));
     }
     Ok(())
+}
+
+/// `v` and every value inside it.
+fn count_values(v: &Value) -> usize {
+    1 + match v {
+        Value::Array(items) => items.iter().map(count_values).sum(),
+        Value::Object(map) => map.values().map(count_values).sum(),
+        _ => 0,
+    }
 }
 
 /// The bytes of `doc` serialized as JSON (as serde_json writes it, compactly), keeping the keys
