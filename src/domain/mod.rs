@@ -1,4 +1,5 @@
 //! The business: what an entry is, and what can be done with entries. No HTTP and no DynamoDB here.
 
 pub mod entry;
+pub mod facets;
 pub mod service;

@@ -21,7 +21,7 @@ pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// may return a short (even empty) page with a cursor; following it continues the scan.
 pub const MAX_SCANNED_PER_PAGE: usize = 20_000;
 /// Entries examined per store round trip.
-const SCAN_CHUNK: usize = 1000;
+pub(super) const SCAN_CHUNK: usize = 1000;
 /// Optimistic update attempts before answering 409.
 const UPDATE_ATTEMPTS: usize = 64;
 
