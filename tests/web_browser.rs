@@ -300,22 +300,28 @@ async fn audit(driver: &WebDriver, page: &str) {
     let result = driver
         .execute_async(
             "const done = arguments[arguments.length - 1];
-             axe.run(document).then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-               nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)})))).catch(e => done(String(e)));",
+             axe.run(document).then(r => done({passes: r.passes.length, violations: r.violations.map(v => ({id: v.id,
+               impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))}))
+               .catch(e => done(String(e)));",
             vec![],
         )
         .await
         .unwrap();
-    let violations = result.json().as_array().cloned().unwrap_or_else(|| {
-        panic!("{page}: axe did not run: {}", result.json());
-    });
+    let result = result.json();
+    let violations = result["violations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("{page}: axe did not run: {result}"));
+    // Rules that found something to check and passed: proof that the audit looked at the page.
+    let passes = result["passes"].as_u64().unwrap_or(0);
+    assert!(passes > 10, "{page}: axe checked only {passes} rules");
     let bad: Vec<&Value> = violations
         .iter()
         .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
         .collect();
     assert!(bad.is_empty(), "{page}: axe: {bad:#?}");
     println!(
-        "{page}: axe: {} minor/moderate findings: {violations:?}",
+        "{page}: axe: {passes} rules passed, {} minor/moderate findings: {violations:?}",
         violations.len()
     );
 }
