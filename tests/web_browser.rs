@@ -198,9 +198,47 @@ async fn post(client: &reqwest::Client, base: &str, body: &Value) {
     );
 }
 
-/// The listing every run starts from.
-async fn seed(base: &str, live_registry: &str) {
+/// The listing every run starts from: `live` is an open registry, `secure` one that asks for
+/// credentials, `gone` a closed port.
+async fn seed(base: &str, live_registry: &str, secure_registry: &str) {
     let client = reqwest::Client::new();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (id, name, url, tags) in [
+        (
+            "secure",
+            "secure-releases",
+            secure_registry.to_string(),
+            json!(["demo", "releases"]),
+        ),
+        (
+            "gone",
+            "old-mirror",
+            format!("http://{closed}"),
+            json!(["demo", "mirror"]),
+        ),
+    ] {
+        post(
+            &client,
+            base,
+            &json!({
+                "container_registry_id": id,
+                "container_registry_name": name,
+                "container_registry_public_url": url,
+                "container_registry_tags": tags,
+                "container_registry_storage_info": {"storage_type": "fs", "registry_type": "aios"},
+            }),
+        )
+        .await;
+        // Checked through the API before the browser comes: the list shows their verdicts.
+        client
+            .get(format!("{base}/check_container_health/{id}"))
+            .send()
+            .await
+            .unwrap();
+    }
     let mut seed_entry = support::seed_entry();
     seed_entry["container_registry_tags"] =
         json!(["ai", "training", "internal", "fast-pull", "demo"]);
@@ -518,6 +556,33 @@ async fn with_javascript(driver: &WebDriver, base: &str, store: &str, shots: Opt
     assert!(badge.starts_with("healthy"), "{badge}");
     audit(driver, &format!("{store} registry page")).await;
 
+    // A registry that wants credentials shows how to log in to it.
+    driver
+        .goto(format!("{base}/registries/secure"))
+        .await
+        .unwrap();
+    let badge = driver
+        .find(By::Id("health-badge"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(badge.starts_with("needs credentials"), "{badge}");
+    let login = driver
+        .find(By::Id("cmd-login"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.starts_with("docker login 127.0.0.1:"), "{login}");
+    driver
+        .goto(format!("{base}/?health=unreachable"))
+        .await
+        .unwrap();
+    assert_eq!(card_names(driver).await, ["old-mirror"]);
+
     // Hostile entries render as text and run nothing.
     driver.goto(format!("{base}/?tag=xss")).await.unwrap();
     assert_eq!(
@@ -713,6 +778,7 @@ fn dynamodb_server() -> Server {
 async fn the_page_in_chromium_on_both_stores() {
     support::require_loopback_only_network();
     let registry = OciRegistry::start(Mode::Open);
+    let secure = OciRegistry::start(Mode::htpasswd());
     let chromedriver = ChromeDriver::start();
     let tmp = tempfile::tempdir().unwrap();
     let shots: PathBuf = std::env::var_os("REGISTRY_DB_SCREENSHOTS")
@@ -726,7 +792,7 @@ async fn the_page_in_chromium_on_both_stores() {
             "embedded" => embedded_server(&data),
             _ => dynamodb_server(),
         };
-        seed(&server.base, &registry.url).await;
+        seed(&server.base, &registry.url, &secure.url).await;
         let profile = tempfile::tempdir().unwrap();
         let driver = chromedriver.browser(profile.path(), true).await;
         let shots = (store == "embedded").then_some(shots.as_path());
