@@ -76,10 +76,8 @@ impl Search {
             let value = value.trim();
             match key.as_ref() {
                 "q" => s.q = value.to_string(),
-                "tag" if !value.is_empty() => {
-                    if !s.tags.iter().any(|t| t == value) {
-                        s.tags.push(value.to_string());
-                    }
+                "tag" if !value.is_empty() && !s.tags.iter().any(|t| t == value) => {
+                    s.tags.push(value.to_string());
                 }
                 "registry_type" => s.registry_type = value.to_string(),
                 "storage_type" => s.storage_type = value.to_string(),
