@@ -178,6 +178,17 @@ async fn facet_tags_stop_at_the_limit_and_say_so() {
         assert_eq!(body["data"]["tags_truncated"], true, "{}", s.name);
         assert_eq!(tags[0], json!({"value": "shared", "count": 2}));
         assert_eq!(tags[MAX_FACET_TAGS - 1]["value"], "t4-098");
+
+        // The page lists the 30 most frequent and says so.
+        let (_, _, html) = get(&app, "/").await;
+        let column = html.split(r#"<aside class="facets""#).nth(1).unwrap();
+        let tags_list = column.split("<h3>Registry type</h3>").next().unwrap();
+        assert_eq!(tags_list.matches(r#"<a class="facet""#).count(), 30);
+        assert!(tags_list.contains("the 30 most frequent"));
+        assert!(
+            tags_list
+                .contains(r#"href="/?tag=shared"><bdi>shared</bdi> <span class="count">2</span>"#)
+        );
     }
 }
 
@@ -501,6 +512,12 @@ async fn a_full_page_with_its_assets_stays_under_60_kb() {
     }
     let (_, _, list) = get(&app, "/").await;
     assert_eq!(card_ids(&list).len(), PAGE_SIZE);
+    // A card shows its first 8 tags and counts the rest: all 10-tag cards on the page, that is
+    // every card but the seed's own (4 tags; its id sorts first).
+    assert_eq!(
+        list.matches(r#"<li class="more">+2 more</li>"#).count(),
+        PAGE_SIZE - 1
+    );
     let (_, _, one) = get(&app, "/registries/b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509").await;
     println!(
         "list page {} B, registry page {} B, CSS+JS {assets} B",
