@@ -427,9 +427,21 @@ async fn with_javascript(driver: &WebDriver, base: &str, store: &str, shots: Opt
         live_url.contains("q=cluster-b") && live_url.contains("tag=gpu"),
         "{live_url}"
     );
-    // Back goes to the search before.
+    // Back goes to the search before, the form included.
     driver.back().await.unwrap();
     wait_for_cards(driver, &["gpu-cluster-a", "gpu-cluster-b"]).await;
+    let q = wait_for("the form to follow the URL", || async {
+        let q = driver
+            .find(By::Id("q"))
+            .await
+            .ok()?
+            .prop("value")
+            .await
+            .ok()??;
+        q.is_empty().then_some(q)
+    })
+    .await;
+    assert_eq!(q, "");
 
     // Paging past the first page, following the cursor.
     driver.goto(format!("{base}/?tag=bulk")).await.unwrap();

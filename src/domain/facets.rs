@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::entry::{ContainerRegistry, HEALTH, STORAGE_INFO, TAGS};
+use super::entry::{ContainerRegistry, RegistryType, StorageType};
 use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK};
 use crate::error::AppError;
 use crate::query::Filter;
@@ -63,27 +63,23 @@ pub struct FacetCounter {
 }
 
 impl FacetCounter {
-    /// Counts one matching entry, read from its stored JSON document.
-    pub fn add(&mut self, doc: &Map<String, Value>) {
+    /// Counts one matching entry.
+    pub fn add(&mut self, entry: &ContainerRegistry) {
         self.matched += 1;
-        if let Some(Value::Array(tags)) = doc.get(TAGS) {
-            for tag in tags.iter().filter_map(Value::as_str) {
-                bump(&mut self.tags, tag);
-            }
+        for tag in &entry.container_registry_tags {
+            bump(&mut self.tags, tag);
         }
-        if let Some(Value::Object(info)) = doc.get(STORAGE_INFO) {
-            if let Some(t) = info.get("registry_type").and_then(Value::as_str) {
-                bump(&mut self.registry_types, t);
-            }
-            if let Some(t) = info.get("storage_type").and_then(Value::as_str) {
-                bump(&mut self.storage_types, t);
-            }
+        let info = &entry.container_registry_storage_info;
+        if let Some(t) = info.registry_type {
+            bump(&mut self.registry_types, registry_type_str(t));
         }
-        let status = doc
-            .get(HEALTH)
-            .and_then(|h| h.get("status"))
-            .and_then(Value::as_str)
-            .unwrap_or(NEVER_CHECKED);
+        if let Some(t) = info.storage_type {
+            bump(&mut self.storage_types, storage_type_str(t));
+        }
+        let status = entry
+            .container_registry_health
+            .as_ref()
+            .map_or(NEVER_CHECKED, |h| h.status.as_str());
         bump(&mut self.health, status);
     }
 
@@ -122,16 +118,36 @@ fn sorted(counts: HashMap<String, u64>) -> Vec<FacetCount> {
     out
 }
 
-/// The one place a scanned candidate becomes a JSON document (the stores are moving to handing
-/// out stored JSON directly; then this is the identity).
-fn candidate_doc(candidate: ContainerRegistry) -> Value {
-    Value::Object(candidate.to_json())
+/// The wire spelling of a registry type (as serde writes it).
+pub fn registry_type_str(t: RegistryType) -> &'static str {
+    match t {
+        RegistryType::Aios => "aios",
+        RegistryType::External => "external",
+    }
+}
+
+/// The wire spelling of a storage type (as serde writes it).
+pub fn storage_type_str(t: StorageType) -> &'static str {
+    match t {
+        StorageType::S3 => "s3",
+        StorageType::ObjectStore => "object-store",
+        StorageType::Fs => "fs",
+        StorageType::Unknown => "unknown",
+    }
+}
+
+/// The one place a scanned candidate is read (the stores are moving to handing out stored JSON
+/// documents; then this parses one).
+fn candidate_entry(candidate: ContainerRegistry) -> ContainerRegistry {
+    candidate
 }
 
 impl Registry {
     /// Facet counts over every entry matching `filter`, within one query page's work bound.
     pub async fn facets(&self, filter: &Filter) -> Result<Facets, AppError> {
         let mut counter = FacetCounter::default();
+        // `{}` matches everything: skip turning every entry into a document to evaluate it.
+        let everything = matches!(filter, Filter::And(all) if all.is_empty());
         let mut after: Option<String> = None;
         let mut scanned = 0usize;
         loop {
@@ -141,11 +157,9 @@ impl Registry {
                 .await?;
             scanned += chunk.scanned;
             for candidate in chunk.candidates {
-                let doc = candidate_doc(candidate);
-                if filter.matches(&doc)
-                    && let Value::Object(doc) = &doc
-                {
-                    counter.add(doc);
+                let entry = candidate_entry(candidate);
+                if everything || filter.matches(&Value::Object(entry.to_json())) {
+                    counter.add(&entry);
                 }
             }
             match chunk.last_key {

@@ -323,7 +323,7 @@ async fn list(state: &AppState, search: &Search) -> Result<ListPage, AppError> {
         None if next_cursor.is_none() => {
             let mut counter = FacetCounter::default();
             for e in &entries {
-                counter.add(&e.to_json());
+                counter.add(e);
             }
             counter.finish(page.scanned as u64, true)
         }

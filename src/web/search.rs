@@ -29,21 +29,7 @@ pub const HEALTH_VALUES: [&str; 5] = [
     NEVER_CHECKED,
 ];
 
-pub fn registry_type_str(t: RegistryType) -> &'static str {
-    match t {
-        RegistryType::Aios => "aios",
-        RegistryType::External => "external",
-    }
-}
-
-pub fn storage_type_str(t: StorageType) -> &'static str {
-    match t {
-        StorageType::S3 => "s3",
-        StorageType::ObjectStore => "object-store",
-        StorageType::Fs => "fs",
-        StorageType::Unknown => "unknown",
-    }
-}
+pub use crate::domain::facets::{registry_type_str, storage_type_str};
 
 /// What a visitor asked for. Every field is as typed; `filter()` checks them.
 #[derive(Debug, Clone, Default, PartialEq)]

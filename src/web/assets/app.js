@@ -10,18 +10,20 @@
   const $ = (sel, root) => (root || document).querySelector(sel);
 
   // --- live search -------------------------------------------------------------------------
-  const form = $("#search");
-  if (form) {
+  // Listeners sit on the document, so they keep working when the form itself is replaced.
+  if ($("#search")) {
     let timer = 0;
     let inflight = null;
     const urlOfForm = () => {
       const params = new URLSearchParams();
-      for (const [k, v] of new FormData(form)) {
+      for (const [k, v] of new FormData($("#search"))) {
         if (typeof v === "string" && v.trim() !== "") params.append(k, v.trim());
       }
       const qs = params.toString();
       return qs ? "/?" + qs : "/";
     };
+    // push: a new search typed here (keep what is being typed, refresh the counts in the selects);
+    // otherwise back/forward, where the whole form follows the URL.
     const load = async (url, push) => {
       if (inflight) inflight.abort();
       inflight = new AbortController();
@@ -32,8 +34,7 @@
           const fresh = doc.getElementById(id);
           const old = document.getElementById(id);
           if (!fresh || !old) continue;
-          if (id === "search") {
-            // Keep what is being typed; only refresh the counts in the selects and the chosen tags.
+          if (id === "search" && push) {
             for (const sel of ["registry_type", "storage_type", "health"]) {
               const a = old.querySelector("#" + sel), b = fresh.querySelector("#" + sel);
               if (a && b) for (let i = 0; i < a.options.length && i < b.options.length; i++) a.options[i].textContent = b.options[i].textContent;
@@ -54,13 +55,15 @@
         if (url !== location.pathname + location.search) load(url, true);
       }, delay);
     };
-    form.addEventListener("input", (e) => {
-      if (e.target.matches("input[type=search], #meta_key, #meta_value")) schedule(300);
+    const inForm = (e) => e.target.closest && e.target.closest("#search");
+    document.addEventListener("input", (e) => {
+      if (inForm(e) && e.target.matches("input[type=search], #meta_key, #meta_value")) schedule(300);
     });
-    form.addEventListener("change", (e) => {
-      if (e.target.matches("select, input[type=checkbox]")) schedule(0);
+    document.addEventListener("change", (e) => {
+      if (inForm(e) && e.target.matches("select, input[type=checkbox]")) schedule(0);
     });
-    form.addEventListener("submit", (e) => {
+    document.addEventListener("submit", (e) => {
+      if (e.target.id !== "search") return;
       e.preventDefault();
       window.location.href = urlOfForm();
     });
