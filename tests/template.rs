@@ -27,8 +27,11 @@ fn served_routes() -> BTreeMap<(String, String), bool> {
             routes.insert((method.to_uppercase(), path.clone()), write);
         }
     }
-    // Served by the router beside the annotated routes.
+    // Served by the router beside the annotated routes: the document and the discovery page.
     routes.insert(("GET".into(), "/openapi.json".into()), false);
+    for (method, path) in registry_db::web::ROUTES {
+        routes.insert((method.into(), path.into()), false);
+    }
     routes
 }
 

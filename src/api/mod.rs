@@ -74,6 +74,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_entry))
         .routes(routes!(get_entry, update_entry, delete_entry))
         .routes(routes!(query_entries))
+        .routes(routes!(query_facets))
         .routes(routes!(check_health))
         .routes(routes!(liveness))
 }
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     };
     routes
         .route("/openapi.json", get(serve_doc))
+        .merge(crate::web::routes())
         .route_layer(middleware::from_fn(remember_route))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -264,6 +266,31 @@ async fn query_entries(
         &page.entries,
         page.next_cursor.as_deref(),
     ))
+}
+
+/// Count, over every entry matching a filter (the same body as the query), how many carry each tag,
+/// registry type, storage type and health status. Bounded by the same work limit as one query page:
+/// `complete` is false when the count stopped early.
+#[utoipa::path(
+    post, path = "/container_registries/facets", tag = "entries",
+    request_body(content = Object, description = "A filter, as for POST /container_registries, e.g. {\"container_registry_tags\": \"ai\"}"),
+    responses(
+        (status = 200, description = "Facet counts", body = FacetsResponse),
+        (status = 400, description = "Invalid filter (names the construct)", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+)]
+async fn query_facets(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<FacetsResponse>, AppError> {
+    let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
+    let facets = state.registry.facets(&filter).await?;
+    Ok(Json(FacetsResponse {
+        success: true,
+        data: facets,
+    }))
 }
 
 /// Probe the registry's OCI API (`{public_url}/v2/`) and record the result on the entry. Within the

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::domain::entry::{ContainerRegistry, StorageInfo};
+use crate::domain::facets::Facets;
 use crate::health::ProbeResult;
 
 /// The body of a create request: the seed's `ContainerRegistry` fields. Only the name and the
@@ -92,6 +93,12 @@ pub struct EntriesResponse {
     pub data: Vec<ContainerRegistry>,
     /// Pass as `?cursor=` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FacetsResponse {
+    pub success: bool,
+    pub data: Facets,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -25,10 +25,10 @@ pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// may return a short (even empty) page with a cursor; following it continues the scan.
 pub const MAX_SCANNED_PER_PAGE: usize = 20_000;
 /// Entries examined per store round trip...
-const SCAN_CHUNK: usize = 1000;
+pub(super) const SCAN_CHUNK: usize = 1000;
 /// ...and bytes of entries, so that a chunk of large entries stays small in memory: a query holds at
 /// most one chunk, one parsed entry and the page it is filling.
-const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
+pub(super) const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
 /// Optimistic update attempts before answering 409.
 const UPDATE_ATTEMPTS: usize = 64;
 

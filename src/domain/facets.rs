@@ -1,0 +1,342 @@
+//! Facet counts for a filter: how many matching entries carry each tag, registry type, storage type
+//! and health status. Iterates the store exactly as [`Registry::query`] does (`scan` chunks, then
+//! the exact `Filter::matches`), so a store's pushdown or tag index serves facets too, and stops at
+//! the same work bound as one query page: past it, `complete` is false and the counts cover the
+//! entries examined so far.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::entry::{ContainerRegistry, RegistryType, StorageType};
+use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK, SCAN_CHUNK_BYTES};
+use crate::error::AppError;
+use crate::query::Filter;
+use crate::store::{Plan, ScanRequest};
+
+/// Most distinct tags one facet answer lists (the most frequent first). An entry may carry 100
+/// tags, so 20,000 entries could carry two million distinct ones: far beyond a useful answer or
+/// Lambda's 6 MB response. `tags_truncated` says when more existed.
+pub const MAX_FACET_TAGS: usize = 500;
+
+/// The health facet's value for entries that were never probed (no `container_registry_health`).
+pub const NEVER_CHECKED: &str = "never_checked";
+
+/// One value of a facet and how many matching entries carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FacetCount {
+    pub value: String,
+    pub count: u64,
+}
+
+/// The counts over every entry matching a filter (or the entries examined, when not `complete`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Facets {
+    /// Matching entries counted.
+    pub matched: u64,
+    /// Stored entries examined to count them.
+    pub scanned: u64,
+    /// True when every matching entry was counted; false when the work bound (the same as one
+    /// query page's) stopped the count early.
+    pub complete: bool,
+    /// Most frequent first, then by value; at most `MAX_FACET_TAGS` (500).
+    pub tags: Vec<FacetCount>,
+    /// More distinct tags were counted than `tags` lists.
+    pub tags_truncated: bool,
+    /// `storage_info.registry_type`: aios, external (entries without one are not counted here).
+    pub registry_types: Vec<FacetCount>,
+    /// `storage_info.storage_type`: s3, object-store, fs, unknown.
+    pub storage_types: Vec<FacetCount>,
+    /// The last health verdict: healthy, auth_required, not_registry, unreachable, or never_checked.
+    pub health: Vec<FacetCount>,
+}
+
+/// Counts as they accumulate, before sorting.
+#[derive(Default)]
+pub struct FacetCounter {
+    matched: u64,
+    tags: HashMap<String, u64>,
+    registry_types: HashMap<String, u64>,
+    storage_types: HashMap<String, u64>,
+    health: HashMap<String, u64>,
+}
+
+impl FacetCounter {
+    /// Counts one matching entry.
+    pub fn add(&mut self, entry: &ContainerRegistry) {
+        self.matched += 1;
+        for tag in &entry.container_registry_tags {
+            bump(&mut self.tags, tag);
+        }
+        let info = &entry.container_registry_storage_info;
+        if let Some(t) = info.registry_type {
+            bump(&mut self.registry_types, registry_type_str(t));
+        }
+        if let Some(t) = info.storage_type {
+            bump(&mut self.storage_types, storage_type_str(t));
+        }
+        let status = entry
+            .container_registry_health
+            .as_ref()
+            .map_or(NEVER_CHECKED, |h| h.status.as_str());
+        bump(&mut self.health, status);
+    }
+
+    pub fn finish(self, scanned: u64, complete: bool) -> Facets {
+        let tags_truncated = self.tags.len() > MAX_FACET_TAGS;
+        let mut tags = sorted(self.tags);
+        tags.truncate(MAX_FACET_TAGS);
+        Facets {
+            matched: self.matched,
+            scanned,
+            complete,
+            tags,
+            tags_truncated,
+            registry_types: sorted(self.registry_types),
+            storage_types: sorted(self.storage_types),
+            health: sorted(self.health),
+        }
+    }
+}
+
+fn bump(counts: &mut HashMap<String, u64>, value: &str) {
+    match counts.get_mut(value) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(value.to_string(), 1);
+        }
+    }
+}
+
+fn sorted(counts: HashMap<String, u64>) -> Vec<FacetCount> {
+    let mut out: Vec<FacetCount> = counts
+        .into_iter()
+        .map(|(value, count)| FacetCount { value, count })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    out
+}
+
+/// The wire spelling of a registry type (as serde writes it).
+pub fn registry_type_str(t: RegistryType) -> &'static str {
+    match t {
+        RegistryType::Aios => "aios",
+        RegistryType::External => "external",
+    }
+}
+
+/// The wire spelling of a storage type (as serde writes it).
+pub fn storage_type_str(t: StorageType) -> &'static str {
+    match t {
+        StorageType::S3 => "s3",
+        StorageType::ObjectStore => "object-store",
+        StorageType::Fs => "fs",
+        StorageType::Unknown => "unknown",
+    }
+}
+
+impl Registry {
+    /// Facet counts over every entry matching `filter`, within one query page's work bound.
+    pub async fn facets(&self, filter: &Filter) -> Result<Facets, AppError> {
+        let mut counter = FacetCounter::default();
+        // `{}` matches everything: skip turning every entry into a document to evaluate it.
+        let everything = matches!(filter, Filter::And(all) if all.is_empty());
+        let mut after: Option<String> = None;
+        let mut scanned = 0usize;
+        // The same plan as a query: a tag filter reads only the entries carrying its tags.
+        let mut plan = Plan::for_filter(filter);
+        loop {
+            let chunk = self
+                .store()
+                .scan(ScanRequest {
+                    filter,
+                    plan: &plan,
+                    after: after.as_deref(),
+                    max_entries: SCAN_CHUNK.min(MAX_SCANNED_PER_PAGE - scanned).max(1),
+                    max_bytes: SCAN_CHUNK_BYTES,
+                })
+                .await?;
+            if !chunk.used_index {
+                plan = Plan::Scan;
+            }
+            scanned += chunk.scanned;
+            for candidate in chunk.candidates {
+                // One parse per entry: typed when every candidate counts, else as a document to
+                // evaluate, turned into the entry only when it matches.
+                if everything || chunk.exact {
+                    counter.add(&candidate.entry()?);
+                } else {
+                    let doc = candidate.document()?;
+                    if filter.matches(&doc) {
+                        let entry: ContainerRegistry =
+                            serde_json::from_value(doc).map_err(|e| {
+                                AppError::Store(format!("a stored entry is not readable: {e}"))
+                            })?;
+                        counter.add(&entry);
+                    }
+                }
+            }
+            match chunk.last_key {
+                None => return Ok(counter.finish(scanned as u64, true)),
+                Some(_) if scanned >= MAX_SCANNED_PER_PAGE => {
+                    return Ok(counter.finish(scanned as u64, false));
+                }
+                Some(key) => after = Some(key),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::health::{ProbeConfig, ProbeResult, Prober};
+    use crate::store::{ScanChunk, Store, StoreError, StoredEntry};
+
+    /// Just enough of a store to hold 20,001 entries in memory: the work bound is about how many
+    /// entries are examined, which no store-specific behaviour changes (the API tests cover both
+    /// real stores).
+    #[derive(Default)]
+    struct MemStore(Mutex<BTreeMap<String, ContainerRegistry>>);
+
+    fn not_used() -> StoreError {
+        StoreError::Unavailable("not used by this test".into())
+    }
+
+    /// Scans only (it says so: `used_index` is false), which is what the work bound is about.
+    #[async_trait]
+    impl Store for MemStore {
+        async fn insert(&self, e: &ContainerRegistry) -> Result<(), StoreError> {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(e.container_registry_id.clone(), e.clone());
+            Ok(())
+        }
+        async fn get(&self, _: &str) -> Result<Option<StoredEntry>, StoreError> {
+            Err(not_used())
+        }
+        async fn replace(
+            &self,
+            _: &ContainerRegistry,
+            _: &ContainerRegistry,
+        ) -> Result<(), StoreError> {
+            Err(not_used())
+        }
+        async fn delete(&self, _: &str) -> Result<bool, StoreError> {
+            Err(not_used())
+        }
+        async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
+            let map = self.0.lock().unwrap();
+            let mut rest = map
+                .iter()
+                .filter(|(k, _)| request.after.is_none_or(|a| k.as_str() > a))
+                .peekable();
+            let mut candidates = Vec::new();
+            let mut last_key = None;
+            while candidates.len() < request.max_entries {
+                let Some((k, v)) = rest.next() else { break };
+                candidates.push(StoredEntry {
+                    id: k.clone(),
+                    json: serde_json::to_vec(v).unwrap().into(),
+                });
+                last_key = Some(k.clone());
+            }
+            if rest.peek().is_none() {
+                last_key = None;
+            }
+            Ok(ScanChunk {
+                scanned: candidates.len(),
+                candidates,
+                last_key,
+                exact: false,
+                used_index: false,
+            })
+        }
+        async fn probe_targets(
+            &self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+            Err(not_used())
+        }
+        async fn set_health(&self, _: &str, _: &ProbeResult) -> Result<bool, StoreError> {
+            Err(not_used())
+        }
+        async fn reindex(&self) -> Result<crate::store::ReindexReport, StoreError> {
+            Err(not_used())
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    async fn registry_with(n: usize) -> Registry {
+        let store = MemStore::default();
+        for i in 0..n {
+            let e = ContainerRegistry::from_create(json!({
+                "container_registry_id": format!("e{i:06}"),
+                "container_registry_name": format!("r{i}"),
+                "container_registry_public_url": "http://10.0.0.1:5000",
+                "container_registry_tags": ["all", if i % 2 == 0 { "even" } else { "odd" }],
+            }))
+            .unwrap();
+            store.insert(&e).await.unwrap();
+        }
+        Registry::new(Arc::new(store), Prober::new(ProbeConfig::default()))
+    }
+
+    #[tokio::test]
+    async fn counts_are_complete_up_to_the_work_bound_and_say_so_past_it() {
+        let all = Filter::parse(&json!({"container_registry_tags": "all"})).unwrap();
+        let at = registry_with(MAX_SCANNED_PER_PAGE).await;
+        let f = at.facets(&all).await.unwrap();
+        assert!(f.complete);
+        assert_eq!(f.matched, MAX_SCANNED_PER_PAGE as u64);
+        assert_eq!(
+            f.tags[0],
+            FacetCount {
+                value: "all".into(),
+                count: 20_000
+            }
+        );
+        assert_eq!(
+            f.health,
+            [FacetCount {
+                value: NEVER_CHECKED.into(),
+                count: 20_000
+            }]
+        );
+
+        let past = registry_with(MAX_SCANNED_PER_PAGE + 1).await;
+        let f = past.facets(&all).await.unwrap();
+        assert!(!f.complete);
+        assert_eq!(f.scanned, MAX_SCANNED_PER_PAGE as u64);
+        assert_eq!(f.matched, MAX_SCANNED_PER_PAGE as u64);
+
+        let odd = Filter::parse(&json!({"container_registry_tags": "odd"})).unwrap();
+        let f = at.facets(&odd).await.unwrap();
+        assert_eq!(f.matched, 10_000);
+        assert_eq!(
+            f.tags,
+            [
+                FacetCount {
+                    value: "all".into(),
+                    count: 10_000
+                },
+                FacetCount {
+                    value: "odd".into(),
+                    count: 10_000
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,504 @@
+//! The discovery page: server-rendered HTML (askama templates compiled into the binary) and its two
+//! assets, served by the same router as the API, so it works under `registry-db serve` and on
+//! Lambda alike. Reads go through the domain (`Registry`) only.
+//!
+//! - `GET /`: browse and search; the URL carries the search (`search.rs`), forms use GET, pages
+//!   follow the API's cursor. Facet counts beside the results.
+//! - `GET /registries/{id}`: one entry, its last health result, a "check now" button (the existing
+//!   `GET /check_container_health/{id}`), and the commands to pull from it.
+//! - `GET /assets/{file}`: `style.css` and `app.js`, embedded with `include_str!`.
+//!
+//! Safety: every `{{ }}` in the templates is HTML-escaped by askama; user strings sit in `<bdi>` so
+//! a right-to-left override cannot reorder the text around them; the only links built from entries
+//! are http(s) URLs with `rel="noopener nofollow"`; every response carries a CSP that allows
+//! scripts, styles and fetches from this origin only, and no inline script or style at all.
+
+pub mod search;
+pub mod view;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use chrono::Utc;
+
+use self::search::{
+    HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, registry_type_str, storage_type_str,
+};
+use self::view::{Badge, Card, Row};
+use crate::api::AppState;
+use crate::domain::entry::ContainerRegistry;
+use crate::domain::facets::{FacetCount, FacetCounter, Facets};
+use crate::error::AppError;
+use crate::store::StoredEntry;
+
+/// Registries per page of the list.
+pub const PAGE_SIZE: usize = 20;
+/// Most tags listed in the facet column (the most frequent first; the JSON endpoint has more).
+pub const FACET_TAGS_SHOWN: usize = 30;
+
+/// The page's routes, for the router and for `template.yaml`'s route check.
+pub const ROUTES: [(&str, &str); 3] = [
+    ("GET", "/"),
+    ("GET", "/registries/{id}"),
+    ("GET", "/assets/{file}"),
+];
+
+const CSS: &str = include_str!("assets/style.css");
+const JS: &str = include_str!("assets/app.js");
+
+/// FNV-1a of an asset, at compile time: its URL changes whenever its content does, so it can be
+/// cached for good.
+const fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+const CSS_VERSION: u64 = fingerprint(CSS.as_bytes());
+const JS_VERSION: u64 = fingerprint(JS.as_bytes());
+
+/// No script, style, image or connection from anywhere but this origin; no inline script or style;
+/// no framing; forms only submit here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(ROUTES[0].1, get(list_page))
+        .route(ROUTES[1].1, get(registry_page))
+        .route(ROUTES[2].1, get(asset))
+        .layer(middleware::from_fn(security_headers))
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn asset(Path(file): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let (body, content_type, version) = match file.as_str() {
+        "style.css" => (CSS, "text/css; charset=utf-8", CSS_VERSION),
+        "app.js" => (JS, "text/javascript; charset=utf-8", JS_VERSION),
+        _ => return page_error(AppError::NoRoute(format!("/assets/{file}"))),
+    };
+    // Fingerprinted URLs (what the pages link) never change content; others are revalidated.
+    let cache = if query.as_deref() == Some(&format!("v={version:x}")) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The one place an entry of a query page is read: the store hands out its JSON text.
+fn page_entry(entry: StoredEntry) -> Result<ContainerRegistry, AppError> {
+    Ok(entry.entry()?)
+}
+
+/// What every page's layout needs.
+pub struct Layout {
+    pub css_href: String,
+    pub js_href: String,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        Layout {
+            css_href: format!("/assets/style.css?v={CSS_VERSION:x}"),
+            js_href: format!("/assets/app.js?v={JS_VERSION:x}"),
+        }
+    }
+}
+
+/// One choice of a select, with its facet count.
+pub struct Choice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub count: u64,
+    pub selected: bool,
+    /// The search with this value chosen, or with the choice cleared when it is already chosen.
+    pub href: String,
+}
+
+fn choice(
+    search: &Search,
+    field: fn(&mut Search) -> &mut String,
+    value: &'static str,
+    label: &'static str,
+    counts: &[FacetCount],
+) -> Choice {
+    let mut s = search.without_cursor();
+    let slot = field(&mut s);
+    let selected = slot == value;
+    *slot = if selected {
+        String::new()
+    } else {
+        value.into()
+    };
+    Choice {
+        value,
+        label,
+        count: count_of(counts, value),
+        selected,
+        href: s.href(),
+    }
+}
+
+/// One tag of the facet column: a link that adds it to the search or removes it.
+pub struct TagFacet {
+    pub value: String,
+    pub count: u64,
+    pub selected: bool,
+    pub href: String,
+}
+
+#[derive(Template)]
+#[template(path = "list.html")]
+pub struct ListPage {
+    pub layout: Layout,
+    pub search: Search,
+    pub error: String,
+    pub cards: Vec<Card>,
+    pub facets: Facets,
+    pub tag_facets: Vec<TagFacet>,
+    pub registry_types: Vec<Choice>,
+    pub storage_types: Vec<Choice>,
+    pub health: Vec<Choice>,
+    pub next_href: String,
+    pub first_href: String,
+    pub clear_href: String,
+}
+
+fn count_of(counts: &[FacetCount], value: &str) -> u64 {
+    counts
+        .iter()
+        .find(|c| c.value == value)
+        .map_or(0, |c| c.count)
+}
+
+pub fn health_label(value: &str) -> &'static str {
+    match value {
+        "healthy" => "healthy",
+        "auth_required" => "needs credentials",
+        "not_registry" => "not a registry",
+        "unreachable" => "unreachable",
+        _ => "never checked",
+    }
+}
+
+impl ListPage {
+    fn new(search: Search, error: String, cards: Vec<Card>, facets: Facets) -> ListPage {
+        let tag_facets = search
+            .tags
+            .iter()
+            .filter(|t| !facets.tags.iter().any(|c| &c.value == *t))
+            .map(|t| (t.clone(), 0))
+            .chain(facets.tags.iter().map(|c| (c.value.clone(), c.count)))
+            .take(FACET_TAGS_SHOWN.max(search.tags.len()))
+            .map(|(value, count)| TagFacet {
+                selected: search.tags.contains(&value),
+                href: search.toggle_tag(&value).href(),
+                value,
+                count,
+            })
+            .collect();
+        let registry_types = REGISTRY_TYPES
+            .iter()
+            .map(|t| {
+                let v = registry_type_str(*t);
+                choice(
+                    &search,
+                    |s| &mut s.registry_type,
+                    v,
+                    v,
+                    &facets.registry_types,
+                )
+            })
+            .collect();
+        let storage_types = STORAGE_TYPES
+            .iter()
+            .map(|t| {
+                let v = storage_type_str(*t);
+                choice(
+                    &search,
+                    |s| &mut s.storage_type,
+                    v,
+                    v,
+                    &facets.storage_types,
+                )
+            })
+            .collect();
+        let health = HEALTH_VALUES
+            .iter()
+            .map(|v| {
+                choice(
+                    &search,
+                    |s| &mut s.health,
+                    v,
+                    health_label(v),
+                    &facets.health,
+                )
+            })
+            .collect();
+        ListPage {
+            layout: Layout::new(),
+            clear_href: "/".into(),
+            first_href: if search.cursor.is_some() {
+                search.without_cursor().href()
+            } else {
+                String::new()
+            },
+            search,
+            error,
+            cards,
+            facets,
+            tag_facets,
+            registry_types,
+            storage_types,
+            health,
+            next_href: String::new(),
+        }
+    }
+}
+
+async fn list_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let search = Search::from_query(query.as_deref());
+    match list(&state, &search).await {
+        Ok(page) => render(StatusCode::OK, &page),
+        Err(e) => {
+            let status = e.status();
+            let page = ListPage::new(search, e.to_string(), Vec::new(), Facets::default());
+            render(status, &page)
+        }
+    }
+}
+
+async fn list(state: &AppState, search: &Search) -> Result<ListPage, AppError> {
+    let filter = search.filter()?;
+    let registry = &state.registry;
+    let query = registry.query(&filter, PAGE_SIZE, search.cursor.as_deref());
+    let (page, facets) = if search.cursor.is_some() {
+        // A later page cannot hold every match: count them alongside.
+        let (page, facets) = tokio::join!(query, registry.facets(&filter));
+        (page?, Some(facets?))
+    } else {
+        (query.await?, None)
+    };
+    let next_cursor = page.next_cursor.clone();
+    let entries = page
+        .entries
+        .into_iter()
+        .map(page_entry)
+        .collect::<Result<Vec<_>, _>>()?;
+    let facets = match facets {
+        Some(f) => f,
+        // The first page holds every match: count them from it rather than reading them again.
+        None if next_cursor.is_none() => {
+            let mut counter = FacetCounter::default();
+            for e in &entries {
+                counter.add(e);
+            }
+            counter.finish(page.scanned as u64, true)
+        }
+        None => registry.facets(&filter).await?,
+    };
+    let now = Utc::now();
+    let cards = entries.iter().map(|e| Card::new(e, now)).collect();
+    let mut out = ListPage::new(search.clone(), String::new(), cards, facets);
+    if let Some(cursor) = next_cursor {
+        let qs = search.query_string();
+        let cursor = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("cursor", &cursor)
+            .finish();
+        out.next_href = if qs.is_empty() {
+            format!("/?{cursor}")
+        } else {
+            format!("/?{qs}&{cursor}")
+        };
+    }
+    Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "registry.html")]
+pub struct RegistryPage {
+    pub layout: Layout,
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<(String, String)>,
+    pub public_url: String,
+    pub link: Option<String>,
+    pub image_prefix: String,
+    pub metadata: Vec<Row>,
+    pub config: Vec<Row>,
+    pub storage: Vec<Row>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: u64,
+    pub badge: Badge,
+    pub health: Vec<Row>,
+    pub pull: String,
+    pub login: Option<String>,
+    pub insecure: Option<String>,
+}
+
+impl RegistryPage {
+    fn new(e: ContainerRegistry) -> RegistryPage {
+        let now = Utc::now();
+        let prefix = e.container_registry_image_prefix.clone();
+        let host = view::registry_host(&prefix).to_string();
+        let storage_json = serde_json::to_value(&e.container_registry_storage_info)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        let health = match &e.container_registry_health {
+            None => Vec::new(),
+            Some(h) => health_rows(h),
+        };
+        RegistryPage {
+            layout: Layout::new(),
+            tags: e
+                .container_registry_tags
+                .iter()
+                .map(|t| {
+                    let s = Search {
+                        tags: vec![t.clone()],
+                        ..Search::default()
+                    };
+                    (t.clone(), s.href())
+                })
+                .collect(),
+            link: view::safe_link(&e.container_registry_public_url),
+            login: view::wants_credentials(&e).then(|| format!("docker login {host}")),
+            insecure: view::is_plain_http(&e.container_registry_public_url)
+                .then(|| format!("{{\n  \"insecure-registries\": [\"{host}\"]\n}}")),
+            pull: format!("docker pull {prefix}/<image>:<tag>"),
+            image_prefix: prefix,
+            metadata: view::rows(&e.container_registry_metadata),
+            config: view::rows(&e.container_registry_config),
+            storage: view::rows(&storage_json),
+            badge: view::badge(e.container_registry_health.as_ref(), now),
+            health,
+            id: e.container_registry_id,
+            name: e.container_registry_name,
+            public_url: e.container_registry_public_url,
+            created_at: e.container_registry_created_at,
+            updated_at: e.container_registry_updated_at,
+            version: e.container_registry_version,
+        }
+    }
+}
+
+/// The last probe result as rows, in the order a person reads it; absent fields are left out.
+fn health_rows(h: &crate::health::ProbeResult) -> Vec<Row> {
+    let mut rows = vec![
+        ("verdict", health_label(h.status.as_str()).to_string()),
+        ("checked at", h.checked_at.clone()),
+        ("URL probed", h.url.clone()),
+    ];
+    let opt = [
+        ("HTTP status", h.status_code.map(|c| c.to_string())),
+        ("reason", h.reason.clone()),
+        ("latency", h.latency_ms.map(|ms| format!("{ms} ms"))),
+        ("API version", h.api_version.clone()),
+        (
+            "auth challenge",
+            h.challenge.as_ref().map(|c| {
+                let mut s = c.scheme.clone();
+                for (k, v) in [("realm", &c.realm), ("service", &c.service)] {
+                    if let Some(v) = v {
+                        s.push_str(&format!(" {k}={v}"));
+                    }
+                }
+                s
+            }),
+        ),
+        ("error", h.error.clone()),
+        ("refused by", h.refused_by.clone()),
+    ];
+    rows.extend(opt.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    rows.into_iter()
+        .map(|(key, value)| Row {
+            key: key.into(),
+            value,
+        })
+        .collect()
+}
+
+async fn registry_page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.registry.get(&id).await {
+        Ok(entry) => match page_entry(entry) {
+            Ok(entry) => render(StatusCode::OK, &RegistryPage::new(entry)),
+            Err(e) => page_error(e),
+        },
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub title: String,
+    pub message: String,
+}
+
+fn page_error(e: AppError) -> Response {
+    let status = e.status();
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found".to_string(),
+        s => s.canonical_reason().unwrap_or("Error").to_string(),
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %e, "page failed");
+    }
+    render(
+        status,
+        &ErrorPage {
+            layout: Layout::new(),
+            title,
+            message: e.to_string(),
+        },
+    )
+}
+
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, [(header::CACHE_CONTROL, "no-cache")], Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! A search as the page's URL carries it (`/?q=...&tag=...&registry_type=...`), and the filter it
+//! becomes. The filter is built as a JSON tree in Rust and parsed by the same `Filter::parse` as the
+//! API's, so every limit of the query language applies here in the same one place, and user input
+//! is only ever a JSON string value: words become escaped regexes, never filter syntax.
+
+use serde_json::{Map, Value, json};
+
+use crate::domain::entry::{
+    HEALTH, MAX_KEY_CHARS, METADATA, NAME, RegistryType, STORAGE_INFO, StorageType, TAGS,
+};
+use crate::domain::facets::NEVER_CHECKED;
+use crate::error::AppError;
+use crate::health::HealthStatus;
+use crate::query::Filter;
+
+/// The registry types, storage types and health values a search can ask for, in display order.
+pub const REGISTRY_TYPES: [RegistryType; 2] = [RegistryType::Aios, RegistryType::External];
+pub const STORAGE_TYPES: [StorageType; 4] = [
+    StorageType::S3,
+    StorageType::ObjectStore,
+    StorageType::Fs,
+    StorageType::Unknown,
+];
+pub const HEALTH_VALUES: [&str; 5] = [
+    "healthy",
+    "auth_required",
+    "not_registry",
+    "unreachable",
+    NEVER_CHECKED,
+];
+
+pub use crate::domain::facets::{registry_type_str, storage_type_str};
+
+/// What a visitor asked for. Every field is as typed; `filter()` checks them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Search {
+    /// Words that must all occur in the name (case-insensitive).
+    pub q: String,
+    /// Tags that must all be present (`tag` may repeat in the URL).
+    pub tags: Vec<String>,
+    pub registry_type: String,
+    pub storage_type: String,
+    pub health: String,
+    pub meta_key: String,
+    pub meta_value: String,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn bad(message: String) -> AppError {
+    AppError::BadRequest {
+        code: "invalid_search",
+        message,
+    }
+}
+
+impl Search {
+    /// Reads the query string. Unknown parameters are ignored; empty ones mean "any".
+    pub fn from_query(query: Option<&str>) -> Search {
+        let mut s = Search::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let value = value.trim();
+            match key.as_ref() {
+                "q" => s.q = value.to_string(),
+                "tag" if !value.is_empty() && !s.tags.iter().any(|t| t == value) => {
+                    s.tags.push(value.to_string());
+                }
+                "registry_type" => s.registry_type = value.to_string(),
+                "storage_type" => s.storage_type = value.to_string(),
+                "health" => s.health = value.to_string(),
+                "meta_key" => s.meta_key = value.to_string(),
+                "meta_value" => s.meta_value = value.to_string(),
+                "cursor" if !value.is_empty() => s.cursor = Some(value.to_string()),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// The filter this search stands for, checked by the query language's parser.
+    pub fn filter(&self) -> Result<Filter, AppError> {
+        Ok(Filter::parse(&self.filter_json()?)?)
+    }
+
+    /// The filter as a JSON tree (what `POST /container_registries` would take for the same search).
+    pub fn filter_json(&self) -> Result<Value, AppError> {
+        let mut clauses: Vec<Value> = Vec::new();
+        for word in self.q.split_whitespace() {
+            clauses.push(field(
+                NAME,
+                json!({"$regex": regex::escape(word), "$options": "i"}),
+            ));
+        }
+        if !self.tags.is_empty() {
+            clauses.push(field(TAGS, json!({ "$all": self.tags })));
+        }
+        if !self.registry_type.is_empty() {
+            if !REGISTRY_TYPES
+                .iter()
+                .any(|t| registry_type_str(*t) == self.registry_type)
+            {
+                return Err(bad(format!(
+                    "registry type must be one of aios, external, not {:?}",
+                    self.registry_type
+                )));
+            }
+            clauses.push(field(
+                &format!("{STORAGE_INFO}.registry_type"),
+                json!(self.registry_type),
+            ));
+        }
+        if !self.storage_type.is_empty() {
+            if !STORAGE_TYPES
+                .iter()
+                .any(|t| storage_type_str(*t) == self.storage_type)
+            {
+                return Err(bad(format!(
+                    "storage type must be one of s3, object-store, fs, unknown, not {:?}",
+                    self.storage_type
+                )));
+            }
+            clauses.push(field(
+                &format!("{STORAGE_INFO}.storage_type"),
+                json!(self.storage_type),
+            ));
+        }
+        if !self.health.is_empty() {
+            let path = format!("{HEALTH}.status");
+            if self.health == NEVER_CHECKED {
+                clauses.push(field(&path, json!({"$exists": false})));
+            } else if [
+                HealthStatus::Healthy,
+                HealthStatus::AuthRequired,
+                HealthStatus::NotRegistry,
+                HealthStatus::Unreachable,
+            ]
+            .iter()
+            .any(|h| h.as_str() == self.health)
+            {
+                clauses.push(field(&path, json!(self.health)));
+            } else {
+                return Err(bad(format!(
+                    "health must be one of {}, not {:?}",
+                    HEALTH_VALUES.join(", "),
+                    self.health
+                )));
+            }
+        }
+        if !self.meta_key.is_empty() || !self.meta_value.is_empty() {
+            check_meta_key(&self.meta_key)?;
+            let path = format!("{METADATA}.{}", self.meta_key);
+            let cond = if self.meta_value.is_empty() {
+                json!({"$exists": true})
+            } else {
+                // Typed into a text box, "7" or "true" may mean the number or the boolean stored.
+                let mut any = vec![json!(self.meta_value)];
+                if let Ok(v @ (Value::Number(_) | Value::Bool(_))) =
+                    serde_json::from_str::<Value>(&self.meta_value)
+                {
+                    any.push(v);
+                }
+                json!({ "$in": any })
+            };
+            clauses.push(field(&path, cond));
+        }
+        Ok(match clauses.len() {
+            0 => json!({}),
+            1 => clauses.pop().unwrap_or_default(),
+            _ => json!({ "$and": clauses }),
+        })
+    }
+
+    /// The query string of this search (without the cursor), for links: facet toggles, paging.
+    pub fn query_string(&self) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("q", &self.q),
+            ("registry_type", &self.registry_type),
+            ("storage_type", &self.storage_type),
+            ("health", &self.health),
+            ("meta_key", &self.meta_key),
+            ("meta_value", &self.meta_value),
+        ] {
+            if !v.is_empty() {
+                out.append_pair(k, v);
+            }
+        }
+        for tag in &self.tags {
+            out.append_pair("tag", tag);
+        }
+        out.finish()
+    }
+
+    /// `/?...` for this search; `/` when it is empty.
+    pub fn href(&self) -> String {
+        let qs = self.query_string();
+        if qs.is_empty() {
+            "/".into()
+        } else {
+            format!("/?{qs}")
+        }
+    }
+
+    /// The same search with `tag` added, or removed when present.
+    pub fn toggle_tag(&self, tag: &str) -> Search {
+        let mut s = self.without_cursor();
+        if let Some(i) = s.tags.iter().position(|t| t == tag) {
+            s.tags.remove(i);
+        } else {
+            s.tags.push(tag.to_string());
+        }
+        s
+    }
+
+    pub fn without_cursor(&self) -> Search {
+        Search {
+            cursor: None,
+            ..self.clone()
+        }
+    }
+}
+
+fn field(path: &str, cond: Value) -> Value {
+    let mut m = Map::new();
+    m.insert(path.to_string(), cond);
+    Value::Object(m)
+}
+
+/// A metadata key is one plain object key: not a path (no `.`), not an operator (no `$`).
+fn check_meta_key(key: &str) -> Result<(), AppError> {
+    if key.is_empty() {
+        return Err(bad("a metadata value needs a metadata key".into()));
+    }
+    if key.contains('.') || key.contains('$') {
+        return Err(bad(format!(
+            "metadata key {key:?} must be a plain key, without '.' or '$'"
+        )));
+    }
+    if key.chars().count() > MAX_KEY_CHARS {
+        return Err(bad(format!(
+            "metadata key must be at most {MAX_KEY_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(qs: &str) -> Search {
+        Search::from_query(Some(qs))
+    }
+
+    #[test]
+    fn words_become_escaped_case_insensitive_regexes() {
+        let f = search("q=a.b+(c%5D").filter_json().unwrap();
+        assert_eq!(
+            f,
+            json!({"$and": [
+                {"container_registry_name": {"$regex": "a\\.b", "$options": "i"}},
+                {"container_registry_name": {"$regex": "\\(c\\]", "$options": "i"}},
+            ]})
+        );
+        let filter = search("q=A.B").filter().unwrap();
+        assert!(filter.matches(&json!({"container_registry_name": "xa.by"})));
+        assert!(!filter.matches(&json!({"container_registry_name": "xaxby"})));
+    }
+
+    #[test]
+    fn operator_looking_input_stays_a_value() {
+        let f = search("tag=%24where&meta_key=owner&meta_value=%7B%22%24ne%22%3A1%7D")
+            .filter_json()
+            .unwrap();
+        assert_eq!(
+            f,
+            json!({"$and": [
+                {"container_registry_tags": {"$all": ["$where"]}},
+                {"container_registry_metadata.owner": {"$in": ["{\"$ne\":1}"]}},
+            ]})
+        );
+    }
+
+    #[test]
+    fn tags_repeat_and_dedupe_and_round_trip_through_the_url() {
+        let s = search("tag=ai&tag=gpu&tag=ai&tag=&q=x+y");
+        assert_eq!(s.tags, ["ai", "gpu"]);
+        assert_eq!(Search::from_query(Some(&s.query_string())), s);
+        assert_eq!(s.toggle_tag("ai").tags, ["gpu"]);
+        assert_eq!(s.toggle_tag("new").tags, ["ai", "gpu", "new"]);
+    }
+
+    #[test]
+    fn health_never_checked_is_absence() {
+        assert_eq!(
+            search("health=never_checked").filter_json().unwrap(),
+            json!({"container_registry_health.status": {"$exists": false}})
+        );
+        assert!(search("health=sick").filter().is_err());
+    }
+
+    #[test]
+    fn metadata_keys_must_be_plain_and_numbers_match_either_way() {
+        for key in ["a.b", "$where", "a$b"] {
+            let s = Search {
+                meta_key: key.into(),
+                meta_value: "x".into(),
+                ..Search::default()
+            };
+            assert!(s.filter().is_err(), "{key}");
+        }
+        let f = search("meta_key=gpus&meta_value=7").filter().unwrap();
+        assert!(f.matches(&json!({"container_registry_metadata": {"gpus": 7}})));
+        assert!(f.matches(&json!({"container_registry_metadata": {"gpus": "7"}})));
+        assert!(!f.matches(&json!({"container_registry_metadata": {"gpus": 8}})));
+        let any = search("meta_key=owner").filter().unwrap();
+        assert!(any.matches(&json!({"container_registry_metadata": {"owner": "x"}})));
+        assert!(!any.matches(&json!({"container_registry_metadata": {}})));
+    }
+
+    #[test]
+    fn types_are_checked_and_empty_search_matches_all() {
+        assert!(
+            search("registry_type=aios&storage_type=object-store")
+                .filter()
+                .is_ok()
+        );
+        assert!(search("registry_type=AIOS").filter().is_err());
+        assert!(search("storage_type=ceph").filter().is_err());
+        assert_eq!(search("").filter_json().unwrap(), json!({}));
+        assert_eq!(search("cursor=abc&q=+").filter_json().unwrap(), json!({}));
+    }
+}
