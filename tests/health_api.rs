@@ -222,6 +222,53 @@ async fn a_health_write_does_not_lose_a_concurrent_update_and_vice_versa() {
     }
 }
 
+/// Anyone may ask for a health check at any time; that must never make an owner's whole-entry
+/// update (GET, edit, PUT with the version read) fail, nor be undone by it.
+#[tokio::test]
+async fn a_health_check_between_an_owners_read_and_write_changes_nothing_for_the_owner() {
+    let open = OciRegistry::start(Mode::Open);
+    for s in support::stores().await {
+        let app = app(s.store.clone(), None);
+        call(
+            &app,
+            "POST",
+            "/container_registry",
+            Some(with_url("owned", &open.url)),
+        )
+        .await;
+        let (_, read) = call(&app, "GET", "/container_registry/owned", None).await;
+        let mut edited = read["data"].clone();
+        let version = edited["container_registry_version"].clone();
+
+        let (status, _) = call(&app, "GET", "/check_container_health/owned", None).await;
+        assert_eq!(status, StatusCode::OK, "{}", s.name);
+        let (_, after_check) = call(&app, "GET", "/container_registry/owned", None).await;
+        assert_eq!(
+            after_check["data"]["container_registry_version"], version,
+            "{}: a probe is not an edit",
+            s.name
+        );
+
+        edited["container_registry_name"] = json!("renamed by its owner");
+        let (status, body) = call(&app, "PUT", "/container_registry/owned", Some(edited)).await;
+        assert_eq!(status, StatusCode::OK, "{}: {body}", s.name);
+        let (_, got) = call(&app, "GET", "/container_registry/owned", None).await;
+        assert_eq!(
+            got["data"]["container_registry_name"],
+            "renamed by its owner"
+        );
+        assert_eq!(
+            got["data"]["container_registry_health"]["status"], "healthy",
+            "{}: the owner's stale copy did not undo the newer health result",
+            s.name
+        );
+        assert_eq!(
+            got["data"]["container_registry_version"],
+            version.as_u64().unwrap() + 1
+        );
+    }
+}
+
 fn seed_store(dir: &std::path::Path, entries: &[Value]) {
     // Entries go in through the domain, as a client's would.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -243,7 +290,7 @@ fn stored_status(dir: &std::path::Path, id: &str) -> Option<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = EmbeddedStore::open(dir).unwrap();
-        let entry = store.get(id).await.unwrap().unwrap();
+        let entry = store.get(id).await.unwrap().unwrap().entry().unwrap();
         entry.container_registry_health.map(|h| {
             serde_json::to_value(h.status)
                 .unwrap()
@@ -328,6 +375,8 @@ fn sweep_without_the_loopback_flag_refuses_loopback_registries() {
             .get("open")
             .await
             .unwrap()
+            .unwrap()
+            .entry()
             .unwrap()
     });
     let health = health.container_registry_health.unwrap();

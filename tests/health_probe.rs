@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use oci_registry::{Mode, OciRegistry};
 use registry_db::health::{
-    HealthStatus, ProbeConfig, ProbeResult, Prober, Resolver, StaticResolver, SweepOptions,
-    run_sweep,
+    DnsResolver, HealthStatus, ProbeConfig, ProbeResult, Prober, Resolver, RuntimeApi,
+    StaticResolver, SweepOptions, parse_deny_item, run_sweep,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -163,8 +163,9 @@ fn assert_refused(result: &ProbeResult, rule: &str) {
         error.starts_with("refused by the probe policy: "),
         "{error}"
     );
+    let lower = error.to_lowercase();
     assert!(
-        error.contains(rule) || error.contains(&rule.replace('-', " ")),
+        lower.contains(rule) || lower.contains(&rule.replace('-', " ")),
         "{error}"
     );
     assert_eq!(result.status_code, None);
@@ -547,8 +548,14 @@ async fn unknown_host_is_unreachable() {
 async fn unusable_urls_are_unreachable_with_words() {
     for (url, words) in [
         ("", "no public URL"),
-        ("ftp://example.test/", "only http and https"),
-        ("http://", "not a usable URL"),
+        ("ftp://example.test/", "must use http or https"),
+        ("http://", "must name a host"),
+        // read as entry validation reads it: not the host "http", not 169.254.169.254 either
+        ("http:/169.254.169.254", "must start with http://"),
+        (
+            "http://169.254.169.254/\r\nX-Injected: 1",
+            "control character",
+        ),
     ] {
         let result = probe(strict_config(500), url).await;
         assert_eq!(
@@ -663,7 +670,7 @@ async fn redirect_to_a_registry_is_followed() {
 #[tokio::test]
 async fn redirect_loops_stop_at_max_redirects() {
     let server =
-        http_server(|n, _| response("302 Found", &[("Location", &format!("/v2/?hop={n}"))], ""))
+        http_server(|n, _| response("302 Found", &[("Location", &format!("/hop{n}/v2/"))], ""))
             .await;
     let cfg = ProbeConfig {
         max_redirects: 3,
@@ -779,7 +786,7 @@ async fn redirect_to_metadata_is_refused() {
     let server = http_server(|_, _| {
         response(
             "302 Found",
-            &[("Location", "http://169.254.169.254/latest/meta-data/")],
+            &[("Location", "http://169.254.169.254/v2/")],
             "",
         )
     })
@@ -798,7 +805,7 @@ async fn redirect_to_a_name_resolving_to_metadata_is_refused() {
     let server = http_server(|_, _| {
         response(
             "307 Temporary Redirect",
-            &[("Location", "http://imds.attacker.test/latest/")],
+            &[("Location", "http://imds.attacker.test/v2/")],
             "",
         )
     })
@@ -847,7 +854,7 @@ async fn rebinding_between_connections_is_refused() {
             .to_owned();
         response(
             "302 Found",
-            &[("Location", &format!("http://{port}/latest/meta-data/"))],
+            &[("Location", &format!("http://{port}/v2/"))],
             "",
         )
     })
@@ -933,24 +940,35 @@ async fn sweep_of_300_mostly_dead_entries_takes_about_one_timeout() {
         .await
         .unwrap();
     let silent = silent_server().await;
+    let registry_port = registry.url.rsplit(':').next().unwrap().to_owned();
+    // Every entry on its own host name (all of them 127.0.0.1), as a real listing has them, so the
+    // per-host cap does not serialize them.
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    let resolver = (0..300).fold(StaticResolver::new(), |r, i| {
+        r.with(format!("entry-{i}.test"), [loopback])
+    });
     let targets: Vec<(String, String)> = (0..300)
         .map(|i| {
-            let url = if i % 30 == 0 {
-                registry.url.clone()
+            let port = if i % 30 == 0 {
+                registry_port.clone()
             } else {
-                silent.url()
+                silent.addr.port().to_string()
             };
-            (format!("entry-{i}"), url)
+            (
+                format!("entry-{i}"),
+                format!("http://entry-{i}.test:{port}"),
+            )
         })
         .collect();
     let timeout = Duration::from_millis(500);
     let prober = Prober::new(ProbeConfig {
         timeout,
+        resolver: Arc::new(resolver),
         ..loopback_config(0)
     });
     let opts = SweepOptions {
-        concurrency: 512,
         jitter: Duration::from_millis(100),
+        ..SweepOptions::default()
     };
     let recorded: Mutex<HashMap<String, ProbeResult>> = Mutex::default();
 
@@ -969,8 +987,9 @@ async fn sweep_of_300_mostly_dead_entries_takes_about_one_timeout() {
     .await;
     let took = started.elapsed();
 
-    // One probe after another would take 290 timeouts (145 s); concurrently it is one timeout
-    // plus the jitter and the scheduling of 300 connections on a busy 2-core machine.
+    // One probe after another would take 290 timeouts (145 s); with the default cap of 256 probes in
+    // flight, of which a sweep takes 192, it is two timeouts plus the jitter and the scheduling of
+    // 300 connections on a busy 2-core machine.
     assert!(
         took < timeout * 4,
         "the sweep took {took:?}, more than 4x the {timeout:?} timeout"
@@ -1012,6 +1031,7 @@ async fn sweep_concurrency_is_bounded() {
     let opts = SweepOptions {
         concurrency: 2,
         jitter: Duration::ZERO,
+        ..SweepOptions::default()
     };
     let started = Instant::now();
     let report = run_sweep(&prober, targets, &opts, |_, _| async { Ok(()) }).await;
@@ -1055,4 +1075,539 @@ async fn sweep_records_refused_and_unusable_targets_too() {
         )
     );
     assert_eq!(seen[1], ("b".to_owned(), HealthStatus::Unreachable, None));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hostile registries: redirects elsewhere, huge answers
+
+#[tokio::test]
+async fn redirects_are_followed_only_to_a_registry_base() {
+    for location in [
+        "/check_container_health/some-id",
+        "/v2/?token=x",
+        "/v2/_catalog",
+        "http://127.0.0.1:1/admin",
+        "/",
+    ] {
+        let loc = location.to_owned();
+        let server =
+            http_server(move |_, _| response("302 Found", &[("Location", &loc)], "")).await;
+        let result = probe(loopback_config(2000), &server.url()).await;
+        assert_eq!(
+            result.status,
+            HealthStatus::NotRegistry,
+            "{location}: {result:#?}"
+        );
+        assert_eq!(result.status_code, Some(302));
+        assert!(
+            result
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("not an OCI registry base"),
+            "{location}: {result:#?}"
+        );
+        assert_eq!(server.requests().len(), 1, "{location}: nothing followed");
+    }
+}
+
+/// Asserts that no string of `result` is longer than its cap and that the record fits its budget.
+fn assert_within_caps(result: &ProbeResult) {
+    use registry_db::health::limits::*;
+    let short = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+    assert!(
+        result.url.len() <= MAX_PROBE_URL_BYTES,
+        "{}",
+        result.url.len()
+    );
+    assert!(short(&result.reason) <= MAX_TOKEN_BYTES);
+    assert!(short(&result.api_version) <= MAX_TOKEN_BYTES);
+    assert!(
+        short(&result.error) <= MAX_ERROR_BYTES,
+        "{}",
+        short(&result.error)
+    );
+    if let Some(c) = &result.challenge {
+        assert!(c.scheme.len() <= MAX_TOKEN_BYTES);
+        for s in [&c.realm, &c.service, &c.scope] {
+            assert!(short(s) <= MAX_TEXT_BYTES, "{}", short(s));
+        }
+    }
+    let json = serde_json::to_vec(result).unwrap();
+    assert!(json.len() <= MAX_HEALTH_BYTES, "{} bytes", json.len());
+    assert!(
+        !String::from_utf8(json).unwrap().contains("\\r\\n"),
+        "control characters removed"
+    );
+}
+
+#[tokio::test]
+async fn huge_challenges_and_version_headers_are_capped() {
+    let realm = format!("https://auth.example/{}\"", "r".repeat(200 * 1024));
+    let version = "v".repeat(200 * 1024);
+    let challenge = format!(
+        r#"Bearer realm="{}",service="{}",scope="{}""#,
+        realm.replace('"', "\\\""),
+        "s".repeat(10_000),
+        "p".repeat(10_000)
+    );
+    let server = http_server(move |_, _| {
+        response(
+            "401 Unauthorized",
+            &[
+                ("Www-Authenticate", &challenge),
+                ("Docker-Distribution-Api-Version", &version),
+            ],
+            "",
+        )
+    })
+    .await;
+    let result = probe(loopback_config(3000), &server.url()).await;
+    assert_eq!(
+        result.status,
+        HealthStatus::AuthRequired,
+        "{:?}",
+        result.error
+    );
+    assert_within_caps(&result);
+    let c = result.challenge.as_ref().unwrap();
+    assert_eq!(c.scheme, "Bearer");
+    assert!(
+        c.realm
+            .as_deref()
+            .unwrap()
+            .starts_with("https://auth.example/rrr")
+    );
+    assert!(c.realm.as_deref().unwrap().ends_with('…'));
+    assert!(result.api_version.as_deref().unwrap().ends_with('…'));
+}
+
+#[tokio::test]
+async fn huge_locations_and_content_types_are_capped_in_errors() {
+    let location = format!("/{}", "l".repeat(100 * 1024));
+    let server =
+        http_server(move |_, _| response("302 Found", &[("Location", &location)], "")).await;
+    let result = probe(loopback_config(3000), &server.url()).await;
+    assert_eq!(result.status, HealthStatus::NotRegistry, "{result:#?}");
+    assert_within_caps(&result);
+    assert!(
+        result.error.as_deref().unwrap().contains("/lll"),
+        "{result:#?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+
+    // followed (it is a registry base), but quoted capped when the next hop fails
+    let long_base = format!("/{}/v2/", "b".repeat(1500));
+    let server = http_server(move |n, _| match n {
+        0 => response("302 Found", &[("Location", &long_base)], ""),
+        _ => response(
+            "302 Found",
+            &[("Location", "http://169.254.169.254/v2/")],
+            "",
+        ),
+    })
+    .await;
+    let result = probe(loopback_config(3000), &server.url()).await;
+    assert_eq!(
+        result.refused_by.as_deref(),
+        Some("link-local"),
+        "{result:#?}"
+    );
+    assert_within_caps(&result);
+
+    let content_type = format!("text/html; {}", "c".repeat(100 * 1024));
+    let server = http_server(move |_, _| {
+        response(
+            "200 OK",
+            &[("Content-Type", &content_type)],
+            "<html></html>",
+        )
+    })
+    .await;
+    let result = probe(loopback_config(3000), &server.url()).await;
+    assert_eq!(result.status, HealthStatus::NotRegistry, "{result:#?}");
+    assert_within_caps(&result);
+    assert!(result.error.as_deref().unwrap().contains("text/html"));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Addresses the guard refuses, end to end: none of them sees a connection
+
+#[tokio::test]
+async fn ipv6_forms_carrying_refused_ipv4_addresses_are_refused() {
+    for (url, rule) in [
+        ("http://[2002:a9fe:a9fe::1]/", "link-local"),
+        ("http://[::ffff:0:a9fe:a9fe]/", "link-local"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),
+        ("http://[64:ff9b:1::a9fe:a9fe]/", "nat64-local"),
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "teredo"),
+        ("http://[fd00:ec2::23]/", "cloud-metadata"),
+        ("http://[fd20:ce::254]/", "cloud-metadata"),
+        ("http://[fd00:42::42]/", "cloud-metadata"),
+        ("http://168.63.129.16/", "cloud-metadata"),
+        ("http://192.0.0.192/", "cloud-metadata"),
+    ] {
+        assert_refused(&probe(loopback_config(1000), url).await, rule);
+    }
+}
+
+#[tokio::test]
+async fn localhost_names_are_loopback_without_asking_dns() {
+    let server = http_server(|_, _| {
+        response(
+            "200 OK",
+            &[("Docker-Distribution-Api-Version", "registry/2.0")],
+            "{}",
+        )
+    })
+    .await;
+    let port = server.addr.port();
+    // A resolver that would send them elsewhere is never asked.
+    let liar = StaticResolver::new()
+        .with("localhost", ["10.0.0.1".parse().unwrap()])
+        .with("registry.localhost", ["10.0.0.1".parse().unwrap()]);
+    for host in [
+        "localhost",
+        "localhost.",
+        "registry.localhost",
+        "Registry.Localhost.",
+    ] {
+        let strict = ProbeConfig {
+            resolver: Arc::new(liar.clone()),
+            ..strict_config(1000)
+        };
+        let result = probe(strict, &format!("http://{host}:{port}")).await;
+        assert_refused(&result, "loopback");
+        assert!(
+            result.error.as_deref().unwrap().contains("localhost name"),
+            "{result:#?}"
+        );
+        let allowed = ProbeConfig {
+            resolver: Arc::new(liar.clone()),
+            ..loopback_config(2000)
+        };
+        let result = probe(allowed, &format!("http://{host}:{port}")).await;
+        assert_eq!(result.status, HealthStatus::Healthy, "{host}: {result:#?}");
+    }
+    assert_eq!(server.connections(), 4);
+}
+
+#[tokio::test]
+async fn the_lambda_runtime_api_is_never_probed_whatever_the_flags() {
+    let runtime_api = silent_server().await;
+    let cfg = || ProbeConfig {
+        lambda_runtime_api: RuntimeApi::parse(&runtime_api.addr.to_string()),
+        resolver: Arc::new(StaticResolver::new().with("api.test", ["127.0.0.1".parse().unwrap()])),
+        ..loopback_config(1000)
+    };
+    let port = runtime_api.addr.port();
+    for url in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}"),
+        format!("http://api.test:{port}"),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+    ] {
+        assert_refused(&probe(cfg(), &url).await, "lambda-runtime-api");
+    }
+    // emulators write it as a URL
+    let as_url = ProbeConfig {
+        lambda_runtime_api: RuntimeApi::parse(&format!("http://127.0.0.1:{port}/.rt")),
+        ..loopback_config(1000)
+    };
+    assert_refused(
+        &probe(as_url, &format!("http://127.0.0.1:{port}")).await,
+        "lambda-runtime-api",
+    );
+    assert_eq!(runtime_api.connections(), 0);
+}
+
+#[tokio::test]
+async fn the_deny_list_refuses_what_the_operator_lists() {
+    let server = silent_server().await;
+    let mut deny = parse_deny_item("private").unwrap();
+    deny.extend(parse_deny_item("127.0.0.0/8").unwrap());
+    let cfg = || ProbeConfig {
+        deny: deny.clone(),
+        resolver: Arc::new(
+            StaticResolver::new().with("inside.test", ["10.1.2.3".parse().unwrap()]),
+        ),
+        ..loopback_config(1000)
+    };
+    let result = probe(cfg(), &server.url()).await;
+    assert_refused(&result, "deny-list");
+    assert!(
+        result.error.as_deref().unwrap().contains("127.0.0.0/8"),
+        "{result:#?}"
+    );
+    let result = probe(cfg(), "http://inside.test:5000/").await;
+    assert_refused(&result, "deny-list");
+    assert!(
+        result
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("inside.test resolves to 10.1.2.3"),
+        "{result:#?}"
+    );
+    assert_refused(
+        &probe(cfg(), "http://[::ffff:192.168.1.1]/").await,
+        "deny-list",
+    );
+    assert_eq!(server.connections(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Slow DNS: cut at the probe's deadline, and no thread waits on it
+
+/// A DNS server on 127.0.0.1 that reads every query and never answers; counts the queries.
+struct SlowDns {
+    addr: SocketAddr,
+    queries: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SlowDns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn slow_dns() -> SlowDns {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let q = queries.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while socket.recv_from(&mut buf).await.is_ok() {
+            q.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    SlowDns {
+        addr,
+        queries,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_dns_is_cut_at_the_deadline_and_holds_no_thread() {
+    support::require_loopback_only_network();
+    let dns = slow_dns().await;
+    let prober = Prober::new(ProbeConfig {
+        resolver: Arc::new(DnsResolver::with_name_server(dns.addr)),
+        max_in_flight: 1000,
+        ..strict_config(500)
+    });
+    // More lookups at once than Tokio's blocking pool has threads (512): with getaddrinfo on that
+    // pool they would queue, and so would the embedded store's calls.
+    let started = Instant::now();
+    let probes: Vec<_> = (0..600)
+        .map(|i| {
+            let prober = prober.clone();
+            tokio::spawn(async move { prober.probe(&format!("http://r{i}.slow.test/")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Meanwhile a blocking call (what the embedded store makes) runs at once.
+    let blocking_started = Instant::now();
+    tokio::task::spawn_blocking(|| ()).await.unwrap();
+    let blocking_took = blocking_started.elapsed();
+    let mut results = Vec::new();
+    for p in probes {
+        results.push(p.await.unwrap());
+    }
+    let took = started.elapsed();
+    assert!(
+        blocking_took < Duration::from_millis(100),
+        "a blocking call waited {blocking_took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "600 probes with slow DNS took {took:?}"
+    );
+    for r in &results {
+        assert_eq!(r.status, HealthStatus::Unreachable, "{r:#?}");
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .starts_with("timed out after 500 ms"),
+            "{r:#?}"
+        );
+    }
+    assert!(
+        dns.queries.load(Ordering::SeqCst) >= 600,
+        "the DNS server was asked"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Probes in flight: the global cap, and the per-host cap of sweeps
+
+/// An HTTP server that holds every connection `hold` before answering a registry's 200, and records
+/// the most connections it had open at once.
+struct HoldingServer {
+    addr: SocketAddr,
+    max_open: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HoldingServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn holding_server(hold: Duration) -> HoldingServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (open, max_open, total) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (o, m, t) = (open.clone(), max_open.clone(), total.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            t.fetch_add(1, Ordering::SeqCst);
+            let o = o.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                tokio::time::sleep(hold).await;
+                let body = response(
+                    "200 OK",
+                    &[("Docker-Distribution-Api-Version", "registry/2.0")],
+                    "{}",
+                );
+                let _ = socket.write_all(body.as_bytes()).await;
+                let _ = socket.shutdown().await;
+                o.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    HoldingServer {
+        addr,
+        max_open,
+        total,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_in_flight_are_capped_across_clones() {
+    let server = holding_server(Duration::from_millis(800)).await;
+    let prober = Prober::new(ProbeConfig {
+        max_in_flight: 2,
+        ..loopback_config(3000)
+    });
+    let url = format!("http://{}", server.addr);
+    // Two take the slots; the third waits 200 ms for one and gives up without probing.
+    let first: Vec<_> = (0..2)
+        .map(|_| {
+            let (prober, url) = (prober.clone(), url.clone());
+            tokio::spawn(async move { prober.probe(&url).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = prober.probe_within(&url, Duration::from_millis(200)).await;
+    assert_eq!(busy.unwrap_err().max_in_flight, 2);
+    // A caller willing to wait longer gets the next free slot.
+    let waited = prober
+        .probe_within(&url, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(waited.status, HealthStatus::Healthy);
+    for f in first {
+        assert_eq!(f.await.unwrap().status, HealthStatus::Healthy);
+    }
+    assert_eq!(server.max_open.load(Ordering::SeqCst), 2);
+    assert_eq!(server.total.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_cap_probes_per_host() {
+    let server = holding_server(Duration::from_millis(300)).await;
+    let port = server.addr.port();
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    let prober = Prober::new(ProbeConfig {
+        resolver: Arc::new(
+            StaticResolver::new()
+                .with("one.test", [loopback])
+                .with("two.test", [loopback]),
+        ),
+        ..loopback_config(3000)
+    });
+    // 20 entries on one host: never more than 4 connections to it at once.
+    let targets = (0..20).map(|i| (format!("a{i}"), format!("http://one.test:{port}/r{i}")));
+    let opts = SweepOptions {
+        jitter: Duration::ZERO,
+        ..SweepOptions::default()
+    };
+    let started = Instant::now();
+    let report = run_sweep(&prober, targets, &opts, |_, _| async { Ok(()) }).await;
+    assert_eq!((report.total, report.healthy), (20, 20), "{report:?}");
+    assert_eq!(server.max_open.load(Ordering::SeqCst), 4);
+    // five rounds of four, 300 ms each
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Two hosts (the same server behind two names) proceed side by side, four each.
+    server.max_open.store(0, Ordering::SeqCst);
+    let targets = (0..24).map(|i| {
+        let host = if i % 2 == 0 { "one.test" } else { "two.test" };
+        (format!("b{i}"), format!("http://{host}:{port}"))
+    });
+    let report = run_sweep(&prober, targets, &opts, |_, _| async { Ok(()) }).await;
+    assert_eq!(report.healthy, 24, "{report:?}");
+    assert_eq!(server.max_open.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_leave_a_quarter_of_the_slots_to_on_demand_checks() {
+    let server = holding_server(Duration::from_millis(600)).await;
+    let port = server.addr.port();
+    // 12 entries, each on its own host name (so the per-host cap does not bind)...
+    let resolver = (0..12).fold(StaticResolver::new(), |r, i| {
+        r.with(format!("h{i}.test"), ["127.0.0.1".parse().unwrap()])
+    });
+    let prober = Prober::new(ProbeConfig {
+        max_in_flight: 8,
+        resolver: Arc::new(resolver),
+        ..loopback_config(3000)
+    });
+    assert_eq!(prober.sweep_slots(), 6);
+    let targets: Vec<_> = (0..12)
+        .map(|i| (i.to_string(), format!("http://h{i}.test:{port}")))
+        .collect();
+    let opts = SweepOptions {
+        jitter: Duration::ZERO,
+        ..SweepOptions::default()
+    };
+    let sweeper = prober.clone();
+    let sweep =
+        tokio::spawn(
+            async move { run_sweep(&sweeper, targets, &opts, |_, _| async { Ok(()) }).await },
+        );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...run six at a time, and an on-demand probe still finds a slot at once.
+    let started = Instant::now();
+    let on_demand = prober
+        .probe_within(
+            &format!("http://127.0.0.1:{port}"),
+            Duration::from_millis(50),
+        )
+        .await
+        .expect("a free slot during the sweep");
+    assert_eq!(on_demand.status, HealthStatus::Healthy);
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    assert_eq!(sweep.await.unwrap().healthy, 12);
+    assert_eq!(server.max_open.load(Ordering::SeqCst), 7);
 }

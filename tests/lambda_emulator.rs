@@ -39,6 +39,10 @@ fn wait_for_port(port: u16, what: &str) {
 }
 
 fn invoke(port: u16, event: &str) -> Value {
+    invoke_file(port, &format!("{}/events/{event}", support::ROOT))
+}
+
+fn invoke_file(port: u16, event: &str) -> Value {
     let out: Output = Command::new("cargo")
         .args([
             "lambda",
@@ -50,11 +54,7 @@ fn invoke(port: u16, event: &str) -> Value {
             "--output-format",
             "json",
         ])
-        .args([
-            "--data-file",
-            &format!("{}/events/{event}", support::ROOT),
-            "_",
-        ])
+        .args(["--data-file", event, "_"])
         .current_dir(support::ROOT)
         .output()
         .expect("run cargo lambda invoke (pip install cargo-lambda; ./scripts/test.sh does)");
@@ -110,6 +110,8 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("TABLE_NAME", &table)
             .env("REGISTRY_DB_CREATE_TABLE", "true")
+            // Even told to reach loopback, the function never probes its runtime API.
+            .env("REGISTRY_DB_PROBE_ALLOW_LOOPBACK", "true")
             .env_remove("REGISTRY_DB_STORE")
             .stdout(Stdio::null())
             .spawn()
@@ -139,4 +141,37 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
 
     let deleted = invoke(port, "06-delete-entry.json");
     assert_eq!(deleted["statusCode"], 200, "{deleted}");
+
+    // An entry whose registry is the runtime API itself: refused by name of rule, never contacted
+    // (a probe there could take the next invocation or post a response for this one).
+    let dir = tempfile::tempdir().unwrap();
+    let event = |name: &str, change: &dyn Fn(&mut Value)| {
+        let text = std::fs::read_to_string(format!("{}/events/{name}", support::ROOT)).unwrap();
+        let mut event: Value = serde_json::from_str(&text).unwrap();
+        change(&mut event);
+        let path = dir.path().join(name);
+        std::fs::write(&path, event.to_string()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let create = event("01-create-entry.json", &|e| {
+        e["body"] = serde_json::json!({
+            "container_registry_id": "runtime-api",
+            "container_registry_name": "runtime-api",
+            "container_registry_public_url": format!("http://127.0.0.1:{port}"),
+        })
+        .to_string()
+        .into();
+    });
+    let created = invoke_file(port, &create);
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let check = event("05-check-health.json", &|e| {
+        e["rawPath"] = "/check_container_health/runtime-api".into();
+        e["pathParameters"]["id"] = "runtime-api".into();
+        e["requestContext"]["http"]["path"] = "/check_container_health/runtime-api".into();
+    });
+    let checked = invoke_file(port, &check);
+    assert_eq!(checked["statusCode"], 502, "{checked}");
+    let body: Value = serde_json::from_str(checked["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["code"], "probe_refused", "{body}");
+    assert_eq!(body["data"]["refused_by"], "lambda-runtime-api", "{body}");
 }

@@ -153,6 +153,8 @@ async fn http_and_scheduled_events_through_the_lambda_handler() {
             .get("b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509")
             .await
             .unwrap()
+            .unwrap()
+            .entry()
             .unwrap();
         let health = entry
             .container_registry_health

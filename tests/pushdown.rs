@@ -6,6 +6,7 @@ mod support;
 use registry_db::domain::entry::ContainerRegistry;
 use registry_db::domain::service::Registry;
 use registry_db::query::Filter;
+use registry_db::store::{Plan, ScanRequest};
 use serde_json::json;
 
 const ENTRIES: usize = 3000;
@@ -42,7 +43,16 @@ async fn a_selective_filter_is_evaluated_by_dynamodb_not_shipped_back() {
         let filter = Filter::parse(&filter_json).unwrap();
         let (mut scanned, mut returned, mut after) = (0usize, 0usize, None::<String>);
         loop {
-            let chunk = store.scan(&filter, after.as_deref(), 1000).await.unwrap();
+            let chunk = store
+                .scan(ScanRequest {
+                    filter: &filter,
+                    plan: &Plan::Scan,
+                    after: after.as_deref(),
+                    max_entries: 1000,
+                    max_bytes: usize::MAX,
+                })
+                .await
+                .unwrap();
             scanned += chunk.scanned;
             returned += chunk.candidates.len();
             match chunk.last_key {

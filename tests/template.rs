@@ -1,6 +1,8 @@
 //! `template.yaml` routes exactly the routes the router serves (read from the OpenAPI document,
 //! which is generated from the same route definitions as the router), with IAM auth on writes and
-//! none on reads, and its table has the key schema the DynamoDB store uses.
+//! none on reads, and its tables have the key schemas the DynamoDB store uses.
+
+mod support;
 
 use std::collections::BTreeMap;
 
@@ -77,25 +79,97 @@ fn every_served_route_is_routed_with_the_right_auth_and_nothing_else() {
     );
 }
 
-#[test]
-fn the_table_key_schema_is_the_stores() {
+/// The tables the template declares are the ones the store itself creates (`--create-table`), read
+/// back from dynalite: same key schemas, same attribute types.
+#[tokio::test]
+async fn the_template_tables_are_the_ones_the_store_creates() {
     let t = template();
-    let table = &t["Resources"]["RegistryTable"]["Properties"];
-    let key = &table["KeySchema"][0];
-    assert_eq!(
-        key["AttributeName"].as_str(),
-        Some(registry_db::store::dynamodb::KEY)
-    );
-    assert_eq!(key["KeyType"].as_str(), Some("HASH"));
-    assert_eq!(table["KeySchema"].as_sequence().unwrap().len(), 1);
-    assert_eq!(
-        table["AttributeDefinitions"][0]["AttributeType"].as_str(),
-        Some("S")
-    );
-    assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
-    assert_eq!(
-        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
-        Value::Bool(true)
+    let created = support::dynamo_store_named("tpl").await;
+    let client = support::dynamo_client();
+    let tag_table = registry_db::store::dynamodb::default_tag_table(&created.table);
+    for (resource, name) in [
+        ("RegistryTable", &created.table),
+        ("TagIndexTable", &tag_table),
+    ] {
+        let declared = &t["Resources"][resource]["Properties"];
+        let described = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap();
+        let described = described.table().unwrap();
+        let keys: Vec<(String, String)> = described
+            .key_schema()
+            .iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_string(),
+                    k.key_type().as_str().to_string(),
+                )
+            })
+            .collect();
+        let declared_keys: Vec<(String, String)> = declared["KeySchema"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap().to_string(),
+                    k["KeyType"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(declared_keys, keys, "{resource}");
+        let mut types: Vec<(String, String)> = described
+            .attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name().to_string(),
+                    a.attribute_type().as_str().to_string(),
+                )
+            })
+            .collect();
+        let mut declared_types: Vec<(String, String)> = declared["AttributeDefinitions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["AttributeName"].as_str().unwrap().to_string(),
+                    a["AttributeType"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        types.sort();
+        declared_types.sort();
+        assert_eq!(declared_types, types, "{resource}");
+        assert_eq!(
+            declared["BillingMode"].as_str(),
+            Some("PAY_PER_REQUEST"),
+            "{resource}"
+        );
+        assert_eq!(
+            declared["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+            Value::Bool(true),
+            "{resource}"
+        );
+        assert_eq!(
+            t["Resources"][resource]["DeletionPolicy"].as_str(),
+            Some("Retain")
+        );
+    }
+    // The function is told where the index lives.
+    let env = &t["Resources"]["RegistryDbFunction"]["Properties"]["Environment"]["Variables"];
+    let is_ref_to_index = match &env["TAG_TABLE_NAME"] {
+        Value::Tagged(t) => t.tag == "Ref" && t.value.as_str() == Some("TagIndexTable"),
+        _ => false,
+    };
+    assert!(
+        is_ref_to_index,
+        "TAG_TABLE_NAME: {:?}",
+        env["TAG_TABLE_NAME"]
     );
 }
 

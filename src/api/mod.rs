@@ -3,13 +3,14 @@
 
 pub mod auth;
 pub mod body;
+mod raw;
 pub mod schema;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,6 +25,7 @@ use self::body::{JsonBody, MAX_BODY_BYTES};
 use self::schema::*;
 use crate::domain::service::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Registry};
 use crate::error::AppError;
+use crate::health::is_probe_user_agent;
 use crate::query::Filter;
 
 #[derive(Clone)]
@@ -158,12 +160,9 @@ async fn create_entry(
 async fn get_entry(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<EntryResponse>, AppError> {
+) -> Result<Response, AppError> {
     let entry = state.registry.get(&id).await?;
-    Ok(Json(EntryResponse {
-        success: true,
-        data: entry,
-    }))
+    Ok(raw::entry_response(&entry))
 }
 
 /// Update an entry with MongoDB-style operators ($set, $unset, $addToSet, $pull, $push) or a plain
@@ -247,7 +246,7 @@ async fn query_entries(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     JsonBody(body): JsonBody,
-) -> Result<Json<EntriesResponse>, AppError> {
+) -> Result<Response, AppError> {
     let params = PageParams::parse(query.as_deref())?;
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
     let page = state
@@ -263,11 +262,10 @@ async fn query_entries(
         scanned = page.scanned,
         "query page"
     );
-    Ok(Json(EntriesResponse {
-        success: true,
-        data: page.entries,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(raw::entries_response(
+        &page.entries,
+        page.next_cursor.as_deref(),
+    ))
 }
 
 /// Count, over every entry matching a filter (the same body as the query), how many carry each tag,
@@ -295,30 +293,57 @@ async fn query_facets(
     }))
 }
 
-/// Probe the registry's OCI API (`{public_url}/v2/`) and record the result on the entry.
+/// Probe the registry's OCI API (`{public_url}/v2/`) and record the result on the entry. Within the
+/// cooldown of the entry's last probe (30 s by default) the stored result is answered instead, with
+/// an `Age` header; concurrent checks of one entry share one probe.
 #[utoipa::path(
     get, path = "/check_container_health/{id}", tag = "health",
     params(("id" = String, Path, description = "container_registry_id")),
     responses(
-        (status = 200, description = "An OCI registry answered (healthy, or healthy and asking for credentials)", body = HealthResponse),
+        (status = 200, description = "An OCI registry answered (healthy, or healthy and asking for credentials)", body = HealthResponse,
+            headers(("Age" = u64, description = "Present when the stored result was answered without probing: seconds since its checked_at"))),
+        (status = 403, description = "The request comes from a registry-db health probe (code probe_loop): a probe never triggers another probe", body = ErrorResponse),
         (status = 404, description = "No such entry", body = ErrorResponse),
-        (status = 502, description = "Unreachable, refused by the probe policy, or not a registry API; the probe result is in data", body = ErrorResponse),
+        (status = 429, description = "Every probe slot stayed busy (code too_many_probes); retry after Retry-After seconds", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 502, description = "Unreachable, refused by the probe policy, or not a registry API; the probe result is in data", body = ErrorResponse,
+            headers(("Age" = u64, description = "Present when the stored result was answered without probing: seconds since its checked_at"))),
         (status = 503, description = "Store unavailable", body = ErrorResponse),
     ),
 )]
 async fn check_health(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<HealthResponse>, AppError> {
-    let result = state.registry.check_health(&id).await?;
-    if result.answered() {
-        Ok(Json(HealthResponse {
-            success: true,
-            data: result,
-        }))
-    } else {
-        Err(AppError::Unhealthy(Box::new(result)))
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    // A probe that was sent here (by a redirect, or a listed URL that points at this service) is
+    // refused before anything else, so one request can never fan out into probes of probes.
+    if headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_probe_user_agent)
+    {
+        return Err(AppError::Forbidden {
+            code: "probe_loop",
+            message: "this request comes from a registry-db health probe; a health probe never triggers another health check".into(),
+        });
     }
+    let check = state.registry.check_health(&id).await?;
+    let mut response = if check.result.answered() {
+        Json(HealthResponse {
+            success: true,
+            data: check.result,
+        })
+        .into_response()
+    } else {
+        AppError::Unhealthy(Box::new(check.result)).into_response()
+    };
+    if let Some(age) = check.cached_age {
+        response
+            .headers_mut()
+            .insert(header::AGE, HeaderValue::from(age.as_secs()));
+    }
+    Ok(response)
 }
 
 /// Liveness of the service itself (does not touch the store).

@@ -31,7 +31,7 @@ pub struct NewContainerRegistry {
     #[schema(value_type = Option<Object>)]
     pub container_registry_metadata: Option<Map<String, Value>>,
     /// Duplicates are removed.
-    #[schema(max_items = 100)]
+    #[schema(max_items = 48)]
     pub container_registry_tags: Option<Vec<String>>,
     /// Absolute http(s) URL without credentials, query or fragment.
     #[schema(max_length = 2048, pattern = r"^https?://")]

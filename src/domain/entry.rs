@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use url::Url;
 use utoipa::ToSchema;
 
-use crate::health::ProbeResult;
+use crate::health::limits::MAX_URL_BYTES;
+use crate::health::{ProbeResult, parse_registry_url};
 
 pub const ID: &str = "container_registry_id";
 pub const NAME: &str = "container_registry_name";
@@ -38,13 +39,17 @@ pub const CLIENT_FIELDS: [&str; 8] = [
 /// Fields only the server writes: returned on reads, refused on writes.
 pub const MANAGED_FIELDS: [&str; 4] = [CREATED_AT, UPDATED_AT, VERSION, HEALTH];
 
-/// Limits. The entry limit keeps every entry, health result included, well under DynamoDB's 400 KB
-/// item limit, so an entry the embedded store accepts is one DynamoDB accepts too.
-pub const MAX_ENTRY_BYTES: usize = 300 * 1024;
+/// Limits. The size of a whole entry is bounded in `size` (as JSON and as a DynamoDB item, with room
+/// for its health record), so an entry the embedded store accepts is one DynamoDB accepts too.
+pub use super::size::MAX_ENTRY_BYTES;
 pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_NAME_CHARS: usize = 256;
-pub const MAX_URL_CHARS: usize = 2048;
-pub const MAX_TAGS: usize = 100;
+/// The public URL in bytes (it is ASCII once normalized), as the probe reads it too; also the image
+/// prefix in characters.
+pub const MAX_URL_CHARS: usize = MAX_URL_BYTES;
+/// One transaction of the DynamoDB store writes an entry, puts its new tags' index items and deletes
+/// its old ones: 1 + 2 x 48 actions stay within DynamoDB's 100 per `TransactWriteItems`.
+pub const MAX_TAGS: usize = 48;
 pub const MAX_TAG_CHARS: usize = 64;
 /// Nesting depth allowed inside `metadata` and `config` (DynamoDB allows 32 levels per item).
 pub const MAX_NESTING: usize = 16;
@@ -56,6 +61,8 @@ pub const MAX_KEY_CHARS: usize = 255;
 pub struct ValidationError {
     pub field: String,
     pub message: String,
+    /// The stable code of the 400: `invalid_entry`, or `entry_too_large` past the size limit.
+    pub code: &'static str,
 }
 
 impl ValidationError {
@@ -63,6 +70,15 @@ impl ValidationError {
         ValidationError {
             field: field.into(),
             message: message.into(),
+            code: "invalid_entry",
+        }
+    }
+
+    /// The entry as a whole is over the size limit (see `domain::size`).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ValidationError {
+            code: "entry_too_large",
+            ..ValidationError::new("entry", message)
         }
     }
 }
@@ -186,7 +202,10 @@ impl ContainerRegistry {
             old.container_registry_created_at.clone(),
             now_rfc3339(),
             old.container_registry_version + 1,
-            old.container_registry_health.clone(),
+            // A record stored before the caps existed is cut to them, so it fits the reserve.
+            old.container_registry_health
+                .clone()
+                .map(ProbeResult::bounded),
         )
     }
 
@@ -231,7 +250,7 @@ impl ClientFields {
         let config = object_field(&mut doc, CONFIG)?;
         let tags = parse_tags(doc.remove(TAGS))?;
         let public_url = required_string(&mut doc, PUBLIC_URL, MAX_URL_CHARS)?;
-        let url = parse_public_url(&public_url)?;
+        let (url, public_url) = parse_public_url(&public_url)?;
         let image_prefix = match doc.remove(IMAGE_PREFIX) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s,
@@ -282,15 +301,7 @@ impl ClientFields {
             container_registry_version: version,
             container_registry_health: health,
         };
-        let size = serde_json::to_vec(&entry)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_ENTRY_BYTES {
-            return Err(ValidationError::new(
-                "entry",
-                format!("is {size} bytes as JSON; an entry may be at most {MAX_ENTRY_BYTES} bytes"),
-            ));
-        }
+        super::size::check(&entry.to_json())?;
         Ok(entry)
     }
 }
@@ -363,31 +374,36 @@ fn object_field(
     match doc.remove(field) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => {
-            check_nested(&map, field, 1)?;
+            check_nested(&map, &|| field.to_string(), 1)?;
             Ok(map)
         }
         Some(other) => Err(type_error(field, "an object", &other)),
     }
 }
 
-/// Nesting depth, key names and numbers must be storable the same way in both stores.
-fn check_nested(map: &Map<String, Value>, path: &str, depth: usize) -> Result<(), ValidationError> {
+/// Nesting depth, key names and numbers must be storable the same way in both stores. The path of
+/// a value is spelled out only when it breaks a rule: entries may hold many thousands of values.
+fn check_nested(
+    map: &Map<String, Value>,
+    path: &dyn Fn() -> String,
+    depth: usize,
+) -> Result<(), ValidationError> {
     for (k, v) in map {
         if k.is_empty() || k.chars().count() > MAX_KEY_CHARS {
             return Err(ValidationError::new(
-                path,
+                path(),
                 format!("keys must be 1 to {MAX_KEY_CHARS} characters long"),
             ));
         }
-        check_value(v, &format!("{path}.{k}"), depth)?;
+        check_value(v, &|| format!("{}.{k}", path()), depth)?;
     }
     Ok(())
 }
 
-fn check_value(v: &Value, path: &str, depth: usize) -> Result<(), ValidationError> {
+fn check_value(v: &Value, path: &dyn Fn() -> String, depth: usize) -> Result<(), ValidationError> {
     if depth > MAX_NESTING {
         return Err(ValidationError::new(
-            path,
+            path(),
             format!("nests deeper than {MAX_NESTING} levels"),
         ));
     }
@@ -396,14 +412,14 @@ fn check_value(v: &Value, path: &str, depth: usize) -> Result<(), ValidationErro
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, item)| check_value(item, &format!("{path}.{i}"), depth + 1)),
+            .try_for_each(|(i, item)| check_value(item, &|| format!("{}.{i}", path()), depth + 1)),
         Value::Number(n) => check_number(n, path),
         _ => Ok(()),
     }
 }
 
 /// DynamoDB numbers hold magnitudes from 1e-130 to below 1e126; refusing others keeps both stores alike.
-fn check_number(n: &serde_json::Number, path: &str) -> Result<(), ValidationError> {
+fn check_number(n: &serde_json::Number, path: &dyn Fn() -> String) -> Result<(), ValidationError> {
     if let Some(f) = n.as_f64()
         && !n.is_i64()
         && !n.is_u64()
@@ -411,7 +427,7 @@ fn check_number(n: &serde_json::Number, path: &str) -> Result<(), ValidationErro
         && !(1e-130..1e126).contains(&f.abs())
     {
         return Err(ValidationError::new(
-            path,
+            path(),
             format!(
                 "the number {n} is outside the range an entry can store (1e-130 to 1e126 in magnitude)"
             ),
@@ -457,22 +473,10 @@ fn parse_tags(v: Option<Value>) -> Result<Vec<String>, ValidationError> {
     Ok(tags)
 }
 
-fn parse_public_url(s: &str) -> Result<Url, ValidationError> {
-    let url = Url::parse(s).map_err(|e| {
-        ValidationError::new(
-            PUBLIC_URL,
-            format!("must be an absolute http or https URL such as http://10.13.21.22:32633 ({e})"),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ValidationError::new(
-            PUBLIC_URL,
-            format!("must use http or https, not {}", url.scheme()),
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(ValidationError::new(PUBLIC_URL, "must name a host"));
-    }
+/// The URL as the probe will read it (one function for both: `health::parse_registry_url`), and the
+/// normalized form to store, which reads back as the same URL.
+fn parse_public_url(s: &str) -> Result<(Url, String), ValidationError> {
+    let url = parse_registry_url(s).map_err(|e| ValidationError::new(PUBLIC_URL, e))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ValidationError::new(
             PUBLIC_URL,
@@ -485,7 +489,14 @@ fn parse_public_url(s: &str) -> Result<Url, ValidationError> {
             "must not have a query or a fragment; the OCI API lives at {url}/v2/",
         ));
     }
-    Ok(url)
+    let stored = crate::health::target::normalized(s, &url);
+    if stored.len() > MAX_URL_CHARS {
+        return Err(ValidationError::new(
+            PUBLIC_URL,
+            format!("must be at most {MAX_URL_CHARS} bytes long once normalized"),
+        ));
+    }
+    Ok((url, stored))
 }
 
 /// `http://10.13.21.22:32633` gives `10.13.21.22:32633`; a default port is left out.

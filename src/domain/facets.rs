@@ -11,9 +11,10 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::entry::{ContainerRegistry, RegistryType, StorageType};
-use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK};
+use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK, SCAN_CHUNK_BYTES};
 use crate::error::AppError;
 use crate::query::Filter;
+use crate::store::{Plan, ScanRequest};
 
 /// Most distinct tags one facet answer lists (the most frequent first). An entry may carry 100
 /// tags, so 20,000 entries could carry two million distinct ones: far beyond a useful answer or
@@ -136,12 +137,6 @@ pub fn storage_type_str(t: StorageType) -> &'static str {
     }
 }
 
-/// The one place a scanned candidate is read (the stores are moving to handing out stored JSON
-/// documents; then this parses one).
-fn candidate_entry(candidate: ContainerRegistry) -> ContainerRegistry {
-    candidate
-}
-
 impl Registry {
     /// Facet counts over every entry matching `filter`, within one query page's work bound.
     pub async fn facets(&self, filter: &Filter) -> Result<Facets, AppError> {
@@ -150,16 +145,37 @@ impl Registry {
         let everything = matches!(filter, Filter::And(all) if all.is_empty());
         let mut after: Option<String> = None;
         let mut scanned = 0usize;
+        // The same plan as a query: a tag filter reads only the entries carrying its tags.
+        let mut plan = Plan::for_filter(filter);
         loop {
             let chunk = self
                 .store()
-                .scan(filter, after.as_deref(), SCAN_CHUNK)
+                .scan(ScanRequest {
+                    filter,
+                    plan: &plan,
+                    after: after.as_deref(),
+                    max_entries: SCAN_CHUNK.min(MAX_SCANNED_PER_PAGE - scanned).max(1),
+                    max_bytes: SCAN_CHUNK_BYTES,
+                })
                 .await?;
+            if !chunk.used_index {
+                plan = Plan::Scan;
+            }
             scanned += chunk.scanned;
             for candidate in chunk.candidates {
-                let entry = candidate_entry(candidate);
-                if everything || filter.matches(&Value::Object(entry.to_json())) {
-                    counter.add(&entry);
+                // One parse per entry: typed when every candidate counts, else as a document to
+                // evaluate, turned into the entry only when it matches.
+                if everything || chunk.exact {
+                    counter.add(&candidate.entry()?);
+                } else {
+                    let doc = candidate.document()?;
+                    if filter.matches(&doc) {
+                        let entry: ContainerRegistry =
+                            serde_json::from_value(doc).map_err(|e| {
+                                AppError::Store(format!("a stored entry is not readable: {e}"))
+                            })?;
+                        counter.add(&entry);
+                    }
                 }
             }
             match chunk.last_key {
@@ -183,7 +199,7 @@ mod tests {
 
     use super::*;
     use crate::health::{ProbeConfig, ProbeResult, Prober};
-    use crate::store::{ScanChunk, Store, StoreError};
+    use crate::store::{ScanChunk, Store, StoreError, StoredEntry};
 
     /// Just enough of a store to hold 20,001 entries in memory: the work bound is about how many
     /// entries are examined, which no store-specific behaviour changes (the API tests cover both
@@ -191,6 +207,11 @@ mod tests {
     #[derive(Default)]
     struct MemStore(Mutex<BTreeMap<String, ContainerRegistry>>);
 
+    fn not_used() -> StoreError {
+        StoreError::Unavailable("not used by this test".into())
+    }
+
+    /// Scans only (it says so: `used_index` is false), which is what the work bound is about.
     #[async_trait]
     impl Store for MemStore {
         async fn insert(&self, e: &ContainerRegistry) -> Result<(), StoreError> {
@@ -200,31 +221,33 @@ mod tests {
                 .insert(e.container_registry_id.clone(), e.clone());
             Ok(())
         }
-        async fn get(&self, id: &str) -> Result<Option<ContainerRegistry>, StoreError> {
-            Ok(self.0.lock().unwrap().get(id).cloned())
+        async fn get(&self, _: &str) -> Result<Option<StoredEntry>, StoreError> {
+            Err(not_used())
         }
-        async fn replace(&self, _: &ContainerRegistry, _: u64) -> Result<(), StoreError> {
-            unimplemented!()
+        async fn replace(
+            &self,
+            _: &ContainerRegistry,
+            _: &ContainerRegistry,
+        ) -> Result<(), StoreError> {
+            Err(not_used())
         }
         async fn delete(&self, _: &str) -> Result<bool, StoreError> {
-            unimplemented!()
+            Err(not_used())
         }
-        async fn scan(
-            &self,
-            _: &Filter,
-            after: Option<&str>,
-            max: usize,
-        ) -> Result<ScanChunk, StoreError> {
+        async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
             let map = self.0.lock().unwrap();
             let mut rest = map
                 .iter()
-                .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+                .filter(|(k, _)| request.after.is_none_or(|a| k.as_str() > a))
                 .peekable();
             let mut candidates = Vec::new();
             let mut last_key = None;
-            while candidates.len() < max {
+            while candidates.len() < request.max_entries {
                 let Some((k, v)) = rest.next() else { break };
-                candidates.push(v.clone());
+                candidates.push(StoredEntry {
+                    id: k.clone(),
+                    json: serde_json::to_vec(v).unwrap().into(),
+                });
                 last_key = Some(k.clone());
             }
             if rest.peek().is_none() {
@@ -234,10 +257,22 @@ mod tests {
                 scanned: candidates.len(),
                 candidates,
                 last_key,
+                exact: false,
+                used_index: false,
             })
         }
+        async fn probe_targets(
+            &self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+            Err(not_used())
+        }
         async fn set_health(&self, _: &str, _: &ProbeResult) -> Result<bool, StoreError> {
-            unimplemented!()
+            Err(not_used())
+        }
+        async fn reindex(&self) -> Result<crate::store::ReindexReport, StoreError> {
+            Err(not_used())
         }
         fn describe(&self) -> String {
             "memory".into()

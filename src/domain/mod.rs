@@ -3,3 +3,4 @@
 pub mod entry;
 pub mod facets;
 pub mod service;
+pub mod size;

@@ -1,16 +1,20 @@
 //! The business operations, in terms of a [`Store`]: no HTTP, no DynamoDB here.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use serde_json::Value;
 
-use super::entry::{ContainerRegistry, VERSION, validate_id};
+use super::entry::{ContainerRegistry, HEALTH, VERSION, validate_id};
 use crate::error::AppError;
-use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, run_sweep};
+use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, probe_url, run_sweep};
 use crate::query::{Filter, Update};
-use crate::store::{Store, StoreError};
+use crate::store::{Plan, ReindexReport, ScanRequest, Store, StoreError, StoredEntry};
 
 /// Paging limits. A page never exceeds `MAX_PAGE_BYTES` of entries, which keeps every response well
 /// under Lambda's 6 MB payload limit whatever the entries hold.
@@ -20,22 +24,95 @@ pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Work bound per query request: at most this many stored entries examined. A selective filter
 /// may return a short (even empty) page with a cursor; following it continues the scan.
 pub const MAX_SCANNED_PER_PAGE: usize = 20_000;
-/// Entries examined per store round trip.
+/// Entries examined per store round trip...
 pub(super) const SCAN_CHUNK: usize = 1000;
+/// ...and bytes of entries, so that a chunk of large entries stays small in memory: a query holds at
+/// most one chunk, one parsed entry and the page it is filling.
+pub(super) const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
 /// Optimistic update attempts before answering 409.
 const UPDATE_ATTEMPTS: usize = 64;
 
 pub struct Page {
-    pub entries: Vec<ContainerRegistry>,
+    /// The matching entries as stored (JSON text), in the plan's order.
+    pub entries: Vec<StoredEntry>,
     pub next_cursor: Option<String>,
     /// Entries examined to fill this page (logged, and reported in the README's measurements).
     pub scanned: usize,
 }
 
+/// Within this long of an entry's last probe, a health check answers the stored result
+/// (`--probe-cooldown-secs`).
+pub const DEFAULT_PROBE_COOLDOWN: Duration = Duration::from_secs(30);
+/// How long an on-demand check waits for a free probe slot before answering 429.
+pub const PROBE_SLOT_WAIT: Duration = Duration::from_secs(2);
+
+/// How on-demand health checks are rationed, so that anonymous checks cannot turn the service into a
+/// flood of probes (sweeps are scheduled by the operator and always probe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckPolicy {
+    /// Within this long of the stored result's `checked_at` (for the entry's current URL), a check
+    /// answers the stored result without probing. Zero probes every time.
+    pub cooldown: Duration,
+    /// How long a check waits for one of the prober's slots before giving up with a 429.
+    pub slot_wait: Duration,
+}
+
+impl Default for CheckPolicy {
+    fn default() -> Self {
+        Self {
+            cooldown: DEFAULT_PROBE_COOLDOWN,
+            slot_wait: PROBE_SLOT_WAIT,
+        }
+    }
+}
+
+/// The answer to a health check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub result: ProbeResult,
+    /// Set when the stored result was answered without probing (within the cooldown): how old it is.
+    pub cached_age: Option<Duration>,
+}
+
+/// Why a health check has no answer; `Clone`, because concurrent checks of one entry share it.
+#[derive(Debug, Clone)]
+enum CheckFailure {
+    NotFound(String),
+    Busy {
+        max_in_flight: usize,
+        retry_after_secs: u64,
+    },
+    Store(String),
+    Internal(String),
+}
+
+impl From<CheckFailure> for AppError {
+    fn from(f: CheckFailure) -> Self {
+        match f {
+            CheckFailure::NotFound(id) => AppError::NotFound(id),
+            CheckFailure::Busy {
+                max_in_flight,
+                retry_after_secs,
+            } => AppError::TooManyProbes {
+                max_in_flight,
+                retry_after_secs,
+            },
+            CheckFailure::Store(msg) => AppError::Store(msg),
+            CheckFailure::Internal(msg) => AppError::Internal(msg),
+        }
+    }
+}
+
+type Flight = Shared<BoxFuture<'static, Result<HealthCheck, CheckFailure>>>;
+
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
     prober: Prober,
+    checks: CheckPolicy,
+    /// The check of each entry in progress in this process: concurrent checks of one entry join it
+    /// instead of probing again (single flight).
+    flights: Arc<Mutex<HashMap<String, Flight>>>,
 }
 
 impl From<StoreError> for AppError {
@@ -51,12 +128,24 @@ impl From<StoreError> for AppError {
     }
 }
 
-/// The cursor is opaque to clients: base64url of a small JSON object naming the last key examined.
-fn encode_cursor(after: &str) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::json!({ "v": 1, "after": after }).to_string())
+/// Where a query stopped. Opaque to clients: base64url of a small JSON object naming the last key
+/// examined and whether the tag index was read, so that the next page reads the same way (on
+/// DynamoDB a scan and the index list entries in different orders).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    after: String,
+    index: bool,
 }
 
-fn decode_cursor(cursor: &str) -> Result<String, AppError> {
+fn encode_cursor(cursor: &Cursor) -> String {
+    let mut json = serde_json::json!({ "v": 1, "after": cursor.after });
+    if cursor.index {
+        json["ix"] = Value::Bool(true);
+    }
+    URL_SAFE_NO_PAD.encode(json.to_string())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Cursor, AppError> {
     let bad = || {
         AppError::BadRequest {
         code: "invalid_cursor",
@@ -67,9 +156,17 @@ fn decode_cursor(cursor: &str) -> Result<String, AppError> {
         .decode(cursor.trim_end_matches('='))
         .map_err(|_| bad())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let index = match value.get("ix") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad()),
+    };
     match (value.get("v"), value.get("after")) {
         (Some(v), Some(Value::String(after))) if v == 1 && validate_id(after).is_ok() => {
-            Ok(after.clone())
+            Ok(Cursor {
+                after: after.clone(),
+                index,
+            })
         }
         _ => Err(bad()),
     }
@@ -77,7 +174,18 @@ fn decode_cursor(cursor: &str) -> Result<String, AppError> {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, prober: Prober) -> Self {
-        Registry { store, prober }
+        Registry {
+            store,
+            prober,
+            checks: CheckPolicy::default(),
+            flights: Arc::default(),
+        }
+    }
+
+    /// The same registry with another rationing of on-demand checks.
+    pub fn with_check_policy(mut self, checks: CheckPolicy) -> Self {
+        self.checks = checks;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -90,7 +198,8 @@ impl Registry {
         Ok(entry)
     }
 
-    pub async fn get(&self, id: &str) -> Result<ContainerRegistry, AppError> {
+    /// The entry as stored (its JSON text).
+    pub async fn get(&self, id: &str) -> Result<StoredEntry, AppError> {
         check_path_id(id)?;
         self.store
             .get(id)
@@ -102,19 +211,31 @@ impl Registry {
     /// is unchanged, else retry on the fresh entry. Never inserts.
     pub async fn update(&self, id: &str, body: &Value) -> Result<ContainerRegistry, AppError> {
         check_path_id(id)?;
-        let update = Update::parse(body)?;
+        let plain = body
+            .as_object()
+            .filter(|o| !o.keys().any(|k| k.starts_with('$')));
         // A plain-object update that carries the version it read is a read-modify-write of the
         // whole entry: it applies only to that version, so a client never overwrites a change it
         // has not seen.
-        let read_version = body
-            .as_object()
-            .filter(|o| !o.keys().any(|k| k.starts_with('$')))
-            .and_then(|o| o.get(VERSION))
-            .and_then(Value::as_u64);
+        let read_version = plain.and_then(|o| o.get(VERSION)).and_then(Value::as_u64);
+        // The health result such a client sends back is the one it read; probes may have recorded
+        // a newer one since (without changing the version), and it is the prober's to write.
+        let stripped;
+        let body = match plain {
+            Some(o) if o.contains_key(HEALTH) => {
+                let mut o = o.clone();
+                o.remove(HEALTH);
+                stripped = Value::Object(o);
+                &stripped
+            }
+            _ => body,
+        };
+        let update = Update::parse(body)?;
         for attempt in 0..UPDATE_ATTEMPTS {
-            let Some(old) = self.store.get(id).await? else {
+            let Some(stored) = self.store.get(id).await? else {
                 return Err(AppError::NotFound(id.to_string()));
             };
+            let old = stored.entry()?;
             if let Some(read) = read_version
                 && read != old.container_registry_version
             {
@@ -126,11 +247,7 @@ impl Registry {
             let mut doc = Value::Object(old.to_json());
             update.apply(&mut doc)?;
             let new = ContainerRegistry::from_update(doc, &old)?;
-            match self
-                .store
-                .replace(&new, old.container_registry_version)
-                .await
-            {
+            match self.store.replace(&old, &new).await {
                 Ok(()) => return Ok(new),
                 Err(StoreError::VersionConflict) => {
                     // Spread retries so contending writers do not collide in lockstep.
@@ -152,7 +269,9 @@ impl Registry {
         }
     }
 
-    /// One page of entries matching `filter`, in store key order, resuming after `cursor`.
+    /// One page of entries matching `filter`, resuming after `cursor`. Entries come in the order
+    /// of the plan that reads them (see `store::plan`): the tag index when it can narrow the
+    /// filter, else a scan in the store's key order.
     pub async fn query(
         &self,
         filter: &Filter,
@@ -160,95 +279,136 @@ impl Registry {
         cursor: Option<&str>,
     ) -> Result<Page, AppError> {
         let limit = limit.clamp(1, MAX_PAGE_LIMIT);
-        let mut after = cursor.map(decode_cursor).transpose()?;
+        let cursor = cursor.map(decode_cursor).transpose()?;
+        // A cursor from a scan goes on scanning: the plan does not change within a listing.
+        let mut plan = match &cursor {
+            Some(c) if !c.index => Plan::Scan,
+            _ => Plan::for_filter(filter),
+        };
+        let mut after = cursor.map(|c| c.after);
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         let mut scanned = 0usize;
+        let mut chunks = 0u32;
+        let page = |entries, after: Option<String>, used_index, scanned| Page {
+            entries,
+            next_cursor: after.map(|after| {
+                encode_cursor(&Cursor {
+                    after,
+                    index: used_index,
+                })
+            }),
+            scanned,
+        };
         loop {
             let chunk = self
                 .store
-                .scan(filter, after.as_deref(), SCAN_CHUNK)
+                .scan(ScanRequest {
+                    filter,
+                    plan: &plan,
+                    after: after.as_deref(),
+                    max_entries: chunk_entries(&plan, limit - entries.len(), chunks)
+                        .min(MAX_SCANNED_PER_PAGE - scanned)
+                        .max(1),
+                    max_bytes: SCAN_CHUNK_BYTES,
+                })
                 .await?;
             scanned += chunk.scanned;
+            chunks += 1;
+            if !chunk.used_index {
+                // The store had no usable index (yet): go on in scan order.
+                plan = Plan::Scan;
+            }
+            let used_index = plan.uses_index();
             let mut candidates = chunk.candidates.into_iter().peekable();
             while let Some(entry) = candidates.next() {
-                let id = entry.container_registry_id.clone();
-                if !filter.matches(&Value::Object(entry.to_json())) {
-                    after = Some(id);
+                // One parse per entry, and none when the store answered the filter exactly.
+                if !chunk.exact && !filter.matches(&entry.document()?) {
+                    after = Some(entry.id);
                     continue;
                 }
-                let size = serde_json::to_vec(&entry).map(|v| v.len()).unwrap_or(0);
+                let size = entry.json.len();
                 if !entries.is_empty() && bytes + size > MAX_PAGE_BYTES {
                     // This entry starts the next page: resume right before it.
-                    return Ok(Page {
-                        entries,
-                        next_cursor: after.as_deref().map(encode_cursor),
-                        scanned,
-                    });
+                    return Ok(page(entries, after, used_index, scanned));
                 }
                 bytes += size;
+                after = Some(entry.id.clone());
                 entries.push(entry);
-                after = Some(id);
                 if entries.len() == limit {
                     let more = candidates.peek().is_some() || chunk.last_key.is_some();
-                    let next_cursor = if more {
-                        after.as_deref().map(encode_cursor)
-                    } else {
-                        None
-                    };
-                    return Ok(Page {
-                        entries,
-                        next_cursor,
-                        scanned,
-                    });
+                    return Ok(page(entries, after.filter(|_| more), used_index, scanned));
                 }
             }
             match chunk.last_key {
-                None => {
-                    return Ok(Page {
-                        entries,
-                        next_cursor: None,
-                        scanned,
-                    });
-                }
+                None => return Ok(page(entries, None, used_index, scanned)),
                 Some(key) => after = Some(key),
             }
             if scanned >= MAX_SCANNED_PER_PAGE {
-                return Ok(Page {
-                    entries,
-                    next_cursor: after.as_deref().map(encode_cursor),
-                    scanned,
-                });
+                return Ok(page(entries, after, used_index, scanned));
             }
         }
     }
 
-    /// Probes an entry's registry and records the result on the entry.
-    pub async fn check_health(&self, id: &str) -> Result<ProbeResult, AppError> {
-        let entry = self.get(id).await?;
-        let result = self
-            .prober
-            .probe(&entry.container_registry_public_url)
-            .await;
-        // The entry may have been deleted while it was probed; the answer still stands.
-        self.store.set_health(id, &result).await?;
-        Ok(result)
+    /// Probes an entry's registry and records the result on the entry; or, within the cooldown of the
+    /// last probe, answers the stored result. Concurrent checks of one entry share one probe; when no
+    /// probe slot frees up in time the answer is [`AppError::TooManyProbes`].
+    pub async fn check_health(&self, id: &str) -> Result<HealthCheck, AppError> {
+        check_path_id(id)?;
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            match flights.get(id) {
+                Some(flight) => flight.clone(),
+                None => {
+                    // Started while the map is locked, so the flight cannot remove itself before
+                    // it has been put in.
+                    let flight = self.start_check(id);
+                    flights.insert(id.to_owned(), flight.clone());
+                    flight
+                }
+            }
+        };
+        flight.await.map_err(AppError::from)
+    }
+
+    /// Runs one check as its own task, so it finishes (and records its result) even when every
+    /// caller waiting on it has gone away.
+    fn start_check(&self, id: &str) -> Flight {
+        let (store, prober, checks, flights) = (
+            Arc::clone(&self.store),
+            self.prober.clone(),
+            self.checks,
+            Arc::clone(&self.flights),
+        );
+        let id = id.to_owned();
+        let task = tokio::spawn(async move {
+            // Leaves the map however the check ends, panics included, so a failed flight is never
+            // answered again to later checks.
+            let _leave = LeaveOnDrop {
+                flights,
+                id: id.clone(),
+            };
+            check_once(store.as_ref(), &prober, checks, &id).await
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|e| Err(CheckFailure::Internal(format!("health check task: {e}"))))
+        }
+        .boxed()
+        .shared()
     }
 
     /// Probes every entry once, with bounded concurrency, and records each verdict.
     pub async fn sweep(&self, opts: &SweepOptions) -> Result<SweepReport, AppError> {
         let mut targets = Vec::new();
         let mut after: Option<String> = None;
-        let all = Filter::match_all();
         loop {
-            let chunk = self.store.scan(&all, after.as_deref(), SCAN_CHUNK).await?;
-            targets.extend(
-                chunk
-                    .candidates
-                    .into_iter()
-                    .map(|e| (e.container_registry_id, e.container_registry_public_url)),
-            );
-            match chunk.last_key {
+            let (chunk, next) = self
+                .store
+                .probe_targets(after.as_deref(), SCAN_CHUNK)
+                .await?;
+            targets.extend(chunk);
+            match next {
                 Some(key) => after = Some(key),
                 None => break,
             }
@@ -268,6 +428,100 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Rebuilds the store's tag index from its entries.
+    pub async fn reindex(&self) -> Result<ReindexReport, AppError> {
+        Ok(self.store.reindex().await?)
+    }
+}
+
+/// Entries to read in the next chunk when `wanted` more are needed for the page. A scan reads large
+/// chunks (its cost is the table anyway). The tag index reads what the page still needs, doubling
+/// with every chunk of one request when the filter rejects some: pages then read few entries that
+/// the next page reads again (a store tells by itself whether more follow).
+fn chunk_entries(plan: &Plan, wanted: usize, chunks_read: u32) -> usize {
+    match plan {
+        Plan::Tags(_) => wanted
+            .saturating_mul(1 << chunks_read.min(10))
+            .min(SCAN_CHUNK),
+        Plan::Scan => SCAN_CHUNK,
+    }
+}
+
+/// Takes a finished check out of the map of checks in progress.
+struct LeaveOnDrop {
+    flights: Arc<Mutex<HashMap<String, Flight>>>,
+    id: String,
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        self.flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+async fn check_once(
+    store: &dyn Store,
+    prober: &Prober,
+    checks: CheckPolicy,
+    id: &str,
+) -> Result<HealthCheck, CheckFailure> {
+    let entry = store
+        .get(id)
+        .await
+        .map_err(|e| CheckFailure::Store(e.to_string()))?
+        .ok_or_else(|| CheckFailure::NotFound(id.to_owned()))?
+        .entry()
+        .map_err(|e| CheckFailure::Store(e.to_string()))?;
+    let url = &entry.container_registry_public_url;
+    if let Some(stored) = entry.container_registry_health
+        && let Some(age) = fresh(&stored, url, checks.cooldown)
+    {
+        return Ok(HealthCheck {
+            result: stored.bounded(),
+            cached_age: Some(age),
+        });
+    }
+    let result = prober
+        .probe_within(url, checks.slot_wait)
+        .await
+        .map_err(|busy| {
+            CheckFailure::Busy {
+                max_in_flight: busy.max_in_flight,
+                // A slot frees up within one probe timeout.
+                retry_after_secs: prober.config().timeout.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })?;
+    // The entry may have been deleted while it was probed; the answer still stands.
+    match store.set_health(id, &result).await {
+        Ok(_) => Ok(HealthCheck {
+            result,
+            cached_age: None,
+        }),
+        Err(StoreError::NotFound(_)) => Ok(HealthCheck {
+            result,
+            cached_age: None,
+        }),
+        Err(e) => Err(CheckFailure::Store(e.to_string())),
+    }
+}
+
+/// The age of `stored` when it is a result for `public_url` younger than `cooldown`.
+fn fresh(stored: &ProbeResult, public_url: &str, cooldown: Duration) -> Option<Duration> {
+    if cooldown.is_zero() || probe_url(public_url).ok()?.as_str() != stored.url {
+        return None;
+    }
+    let checked_at = chrono::DateTime::parse_from_rfc3339(&stored.checked_at).ok()?;
+    // A checked_at in the future (clocks disagree) counts as just now.
+    let age = (chrono::Utc::now() - checked_at.with_timezone(&chrono::Utc))
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    (age < cooldown).then_some(age)
+}
+
 /// An id in a path that could never have been stored is simply not found.
 fn check_path_id(id: &str) -> Result<(), AppError> {
     validate_id(id).map_err(|_| AppError::NotFound(id.to_string()))
@@ -279,15 +533,18 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_forgeries() {
-        let c = encode_cursor("b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509");
-        assert_eq!(
-            decode_cursor(&c).unwrap(),
-            "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509"
-        );
+        for index in [false, true] {
+            let cursor = Cursor {
+                after: "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509".into(),
+                index,
+            };
+            assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
+        }
         for bad in [
             "",
             "!!",
             "eyJ2IjoyfQ",
+            &URL_SAFE_NO_PAD.encode(r#"{"v":1,"after":"a","ix":"yes"}"#),
             &URL_SAFE_NO_PAD.encode(r#"{"v":1,"after":"a/b"}"#),
         ] {
             assert!(decode_cursor(bad).is_err(), "{bad}");

@@ -2,13 +2,20 @@
 //! probes away from the service's own network, and sweeps over many entries.
 //!
 //! The parts, from the outside in:
-//! - [`sweep`]: [`run_sweep`] probes many entries with bounded concurrency and jitter, records each
-//!   result through a callback and counts verdicts in a [`SweepReport`];
-//! - [`probe`]: [`Prober::probe`] fetches `/v2/` and turns the answer into a [`ProbeResult`];
+//! - [`sweep`]: [`run_sweep`] probes many entries with bounded concurrency (at most
+//!   [`sweep::DEFAULT_PER_HOST`] per host) and jitter, records each result through a callback and
+//!   counts verdicts in a [`SweepReport`];
+//! - [`probe`]: [`Prober::probe`] fetches `/v2/` and turns the answer into a [`ProbeResult`]; every
+//!   clone of a prober shares one cap on probes in flight;
+//! - [`limits`]: the caps on every string a probed server can put into a result;
+//! - [`target`]: [`parse_registry_url`], the one reading of a registry URL that validation and the
+//!   probe share;
 //! - [`resolve`]: the [`Resolver`] that turns names into addresses, plugged into the HTTP client so
 //!   the addresses it checks are the ones it connects to;
 //! - [`guard`]: the [`AddressPolicy`], which refuses link-local, cloud metadata, unspecified,
-//!   multicast, broadcast, reserved and (unless allowed) loopback addresses, and names the rule.
+//!   multicast, broadcast, reserved, teredo and local NAT64 addresses, (unless allowed) loopback
+//!   addresses and localhost names, the Lambda runtime API, and the operator's deny-list, and names
+//!   the rule.
 //!
 //! Nothing here knows about the store or HTTP routing: the caller passes URLs in and stores results.
 //!
@@ -29,8 +36,14 @@
 //!   refused address is refused as a whole. The refusing rule is reported in `refused_by` and in
 //!   `error`.
 //! - **Redirects**: followed by hand, at most `max_redirects` (default 3) hops, http and https only,
-//!   each hop checked like the first; credentials in a `Location` are dropped. A chain that goes on
-//!   longer ends as `not_registry` with the last 3xx. `url` stays the URL asked for.
+//!   only to an OCI registry base (a path ending in `/v2/` or `/v2`, no query), each hop checked like
+//!   the first; credentials in a `Location` are dropped. A chain that goes elsewhere or on longer ends
+//!   as `not_registry` with the last 3xx. `url` stays the URL asked for.
+//! - **No probe loops**: every probe sends [`USER_AGENT`]; the service's check endpoint refuses
+//!   requests that carry it ([`is_probe_user_agent`]), so one request makes at most one probe.
+//! - **Caps**: every string from a probed server is cut (see [`limits`]) before it is logged, stored
+//!   or returned; probes in flight are capped per prober (`max_in_flight`, sweeps take at most three
+//!   quarters of it).
 //! - **429**: when `Retry-After` (seconds or HTTP date) is present, one retry after
 //!   `min(Retry-After, 2 s)`, provided the wait leaves at least a fifth of the remaining timeout for
 //!   the retry; otherwise, or if the retry gets a 429 or no answer, the 429 is recorded
@@ -39,15 +52,22 @@
 //!   dropped), no proxy whatever the environment says, the user agent [`USER_AGENT`], at most
 //!   `max_body_bytes` of a body read (only 2xx bodies without the version header are read at all),
 //!   and the whole probe, retry and redirects included, bounded by `timeout`.
-//! - **URLs**: `{public_url}/v2/` with trailing slashes folded and a trailing `/v2` not doubled; a URL
-//!   without a scheme is taken as https, as docker does; other schemes are `unreachable`.
+//! - **URLs**: `{public_url}/v2/` with trailing slashes folded and a trailing `/v2` not doubled; the
+//!   public URL is read by [`parse_registry_url`], as entry validation reads it: a URL it refuses is
+//!   `unreachable` with the reason.
 
 pub mod guard;
+pub mod limits;
 pub mod probe;
 pub mod resolve;
 pub mod sweep;
+pub mod target;
 
-pub use guard::{AddressPolicy, Refusal, Rule};
-pub use probe::{AuthChallenge, HealthStatus, ProbeConfig, ProbeResult, Prober, USER_AGENT};
-pub use resolve::{ResolveFailed, Resolver, StaticResolver, SystemResolver};
+pub use guard::{AddressPolicy, Refusal, Rule, RuntimeApi, parse_deny_item};
+pub use probe::{
+    AuthChallenge, HealthStatus, ProbeBusy, ProbeConfig, ProbeResult, Prober, USER_AGENT,
+    is_probe_user_agent, probe_url,
+};
+pub use resolve::{DnsResolver, ResolveFailed, Resolver, StaticResolver};
 pub use sweep::{SweepOptions, SweepReport, run_sweep};
+pub use target::parse_registry_url;

@@ -8,26 +8,50 @@
 //!   a 429 that persisted, a redirect chain that ended on a 3xx);
 //! - `unreachable`: no HTTP answer: DNS failure, refused connection, TLS failure, timeout, or the
 //!   address policy refused the target or a redirect hop.
+//!
+//! Every result leaves [`Prober::probe`] through [`ProbeResult::bounded`], which cuts every string to
+//! the caps of [`super::limits`].
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use tokio::time::timeout_at;
 use url::{Host, Url};
 
-use super::guard::{AddressPolicy, Refusal};
-use super::resolve::{GuardedResolve, ResolveFailed, Resolver, SystemResolver};
+use super::guard::{AddressPolicy, Refusal, RuntimeApi};
+use super::limits::{
+    MAX_ERROR_BYTES, MAX_PROBE_URL_BYTES, MAX_TEXT_BYTES, MAX_TOKEN_BYTES, MAX_URL_BYTES, cap,
+    cap_opt,
+};
+use super::resolve::{DnsResolver, GuardedResolve, ResolveFailed, Resolver};
+use super::target::parse_registry_url;
 
-/// The user agent every probe sends, so registry operators can tell who is knocking.
+/// The user agent every probe sends, so registry operators can tell who is knocking, and so this
+/// service (any version of it) can tell that a request is one of its own probes: see
+/// [`is_probe_user_agent`].
 pub const USER_AGENT: &str = concat!(
     "registry-db/",
     env!("CARGO_PKG_VERSION"),
     " (OCI registry health probe; no credentials)"
 );
+
+/// The part of [`USER_AGENT`] that every version of this service sends.
+const USER_AGENT_MARK: &str = "(OCI registry health probe;";
+
+/// True when a request carries the user agent of a registry-db probe: the health check endpoint
+/// refuses such requests, so a probe can never cause another probe.
+pub fn is_probe_user_agent(user_agent: &str) -> bool {
+    user_agent.starts_with("registry-db/") && user_agent.contains(USER_AGENT_MARK)
+}
+
+/// Probes in flight at once, on-demand checks and sweeps together (`--probe-max-in-flight`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// The longest a probe waits on a `429 Too Many Requests` before its one retry, whatever
 /// `Retry-After` asks for. The retry also has to fit in what is left of the probe's timeout.
@@ -50,6 +74,13 @@ pub struct ProbeConfig {
     pub max_redirects: usize,
     /// How host names become addresses; every address is checked before it is connected to.
     pub resolver: Arc<dyn Resolver>,
+    /// Probes in flight at once through this prober and its clones; more wait for a slot.
+    pub max_in_flight: usize,
+    /// Ranges refused on top of the built-in rules (`--probe-deny`).
+    pub deny: Vec<IpNet>,
+    /// Inside Lambda, the runtime API's host (`AWS_LAMBDA_RUNTIME_API`): refused whatever
+    /// `allow_loopback` says.
+    pub lambda_runtime_api: Option<RuntimeApi>,
 }
 
 impl Default for ProbeConfig {
@@ -59,7 +90,10 @@ impl Default for ProbeConfig {
             allow_loopback: false,
             max_body_bytes: 64 * 1024,
             max_redirects: 3,
-            resolver: Arc::new(SystemResolver),
+            resolver: Arc::new(DnsResolver::default()),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            deny: Vec::new(),
+            lambda_runtime_api: None,
         }
     }
 }
@@ -71,6 +105,9 @@ impl fmt::Debug for ProbeConfig {
             .field("allow_loopback", &self.allow_loopback)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_redirects", &self.max_redirects)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("deny", &self.deny)
+            .field("lambda_runtime_api", &self.lambda_runtime_api)
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +190,33 @@ impl ProbeResult {
             HealthStatus::Healthy | HealthStatus::AuthRequired
         )
     }
+
+    /// The result with every string cut to its cap (see [`super::limits`]): serialized, it is at most
+    /// [`super::limits::MAX_HEALTH_BYTES`], whatever the probed server sent.
+    pub fn bounded(self) -> Self {
+        ProbeResult {
+            url: cap(&self.url, MAX_PROBE_URL_BYTES),
+            reason: cap_opt(self.reason, MAX_TOKEN_BYTES),
+            api_version: cap_opt(self.api_version, MAX_TOKEN_BYTES),
+            challenge: self.challenge.map(|c| AuthChallenge {
+                scheme: cap(&c.scheme, MAX_TOKEN_BYTES),
+                realm: cap_opt(c.realm, MAX_TEXT_BYTES),
+                service: cap_opt(c.service, MAX_TEXT_BYTES),
+                scope: cap_opt(c.scope, MAX_TEXT_BYTES),
+            }),
+            checked_at: cap(&self.checked_at, MAX_TOKEN_BYTES),
+            error: cap_opt(self.error, MAX_ERROR_BYTES),
+            refused_by: cap_opt(self.refused_by, MAX_TOKEN_BYTES),
+            ..self
+        }
+    }
+}
+
+/// Every probe slot was taken for as long as the caller was willing to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("all {max_in_flight} probe slots are in use; try again shortly")]
+pub struct ProbeBusy {
+    pub max_in_flight: usize,
 }
 
 /// Probes registries. Cheap to clone: clones share one HTTP client.
@@ -160,7 +224,9 @@ impl ProbeResult {
 pub struct Prober {
     client: reqwest::Client,
     cfg: Arc<ProbeConfig>,
-    policy: AddressPolicy,
+    policy: Arc<AddressPolicy>,
+    /// One permit per probe in flight, shared by every clone: on-demand checks and sweeps together.
+    slots: Arc<Semaphore>,
 }
 
 impl fmt::Debug for Prober {
@@ -187,8 +253,10 @@ impl Failure {
 
     fn after_redirect(mut self, redirected_from: Option<&Url>) -> Self {
         if let Some(from) = redirected_from {
-            self.message
-                .push_str(&format!(" (reached by a redirect from {from})"));
+            self.message.push_str(&format!(
+                " (reached by a redirect from {})",
+                cap(from.as_str(), MAX_TEXT_BYTES)
+            ));
         }
         self
     }
@@ -218,10 +286,14 @@ impl Prober {
     /// # Panics
     /// When the TLS backend cannot initialise, which is a broken installation, not a runtime condition.
     pub fn new(cfg: ProbeConfig) -> Prober {
-        let policy = AddressPolicy::new(cfg.allow_loopback);
+        let policy = Arc::new(AddressPolicy {
+            allow_loopback: cfg.allow_loopback,
+            deny: cfg.deny.clone(),
+            runtime_api: cfg.lambda_runtime_api.clone(),
+        });
         let resolver = GuardedResolve {
             inner: Arc::clone(&cfg.resolver),
-            policy,
+            policy: Arc::clone(&policy),
         };
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -229,14 +301,17 @@ impl Prober {
             .referer(false)
             .user_agent(USER_AGENT)
             .dns_resolver(Arc::new(resolver))
-            .connect_timeout(cfg.timeout)
+            // No connect timeout of its own: the probe's deadline bounds resolving and connecting
+            // together, and says so in one sentence.
             .pool_max_idle_per_host(0)
             .build()
             .expect("the probe's HTTP client (rustls) could not be built");
+        let slots = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
         Prober {
             client,
             cfg: Arc::new(cfg),
             policy,
+            slots,
         }
     }
 
@@ -244,22 +319,45 @@ impl Prober {
         &self.cfg
     }
 
-    /// Probes `{public_url}/v2/`. Never fails: every outcome is a [`ProbeResult`], and it comes back
-    /// within the configured timeout (plus a few milliseconds).
+    /// The most probes a sweep runs at once: three quarters of the global cap, so that on-demand
+    /// checks always find a quarter of the slots free during a sweep.
+    pub fn sweep_slots(&self) -> usize {
+        let max = self.cfg.max_in_flight.max(1);
+        (max - max / 4).max(1)
+    }
+
+    /// Probes `{public_url}/v2/`, waiting as long as it takes for a probe slot. Never fails: every
+    /// outcome is a [`ProbeResult`], and once the probe has its slot it comes back within the
+    /// configured timeout (plus a few milliseconds).
     pub async fn probe(&self, public_url: &str) -> ProbeResult {
+        let _slot = self.slots.acquire().await;
+        self.probe_now(public_url).await
+    }
+
+    /// [`Self::probe`], if a probe slot frees up within `wait`; otherwise [`ProbeBusy`] and no probe.
+    pub async fn probe_within(
+        &self,
+        public_url: &str,
+        wait: Duration,
+    ) -> Result<ProbeResult, ProbeBusy> {
+        let busy = ProbeBusy {
+            max_in_flight: self.cfg.max_in_flight.max(1),
+        };
+        let _slot = match tokio::time::timeout(wait, self.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) | Err(_) => return Err(busy),
+        };
+        Ok(self.probe_now(public_url).await)
+    }
+
+    async fn probe_now(&self, public_url: &str) -> ProbeResult {
         let checked_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
-        let url = match probe_url(public_url) {
-            Ok(url) => url,
-            Err(message) => {
-                return unreachable(
-                    public_url.trim().to_owned(),
-                    checked_at,
-                    Failure::plain(message),
-                );
-            }
-        };
-        let result = self.probe_url(&url, deadline, checked_at).await;
+        let result = match probe_url(public_url) {
+            Ok(url) => self.probe_url(&url, deadline, checked_at).await,
+            Err(message) => unreachable(public_url.to_owned(), checked_at, Failure::plain(message)),
+        }
+        .bounded();
         tracing::debug!(url = %result.url, status = %result.status, error = ?result.error, "probed");
         result
     }
@@ -372,26 +470,42 @@ impl Prober {
                 latency: started.elapsed(),
                 stopped_redirect: Some(why),
             };
+            // The Location is the server's text: quoted capped, whatever happens next.
+            let shown = cap(&location, MAX_TEXT_BYTES);
             if hops >= self.cfg.max_redirects {
                 return Ok(stop(format!(
-                    "redirects to {location}, and the probe follows at most {} redirects",
+                    "redirects to {shown}, and the probe follows at most {} redirects",
                     self.cfg.max_redirects
+                )));
+            }
+            if location.len() > MAX_URL_BYTES {
+                return Ok(stop(format!(
+                    "redirects to {shown} ({} bytes), longer than the {MAX_URL_BYTES} bytes a followed redirect may be",
+                    location.len()
                 )));
             }
             let mut next = match url.join(&location) {
                 Ok(next) => next,
                 Err(e) => {
                     return Ok(stop(format!(
-                        "redirects to {location:?}, which is not a usable URL ({e})"
+                        "redirects to {shown:?}, which is not a usable URL ({e})"
                     )));
                 }
             };
             if !matches!(next.scheme(), "http" | "https") {
                 return Ok(stop(format!(
-                    "redirects to {next}, and only http and https are followed"
+                    "redirects to {shown}, and only http and https are followed"
                 )));
             }
-            // No credentials on any hop; the query stays (it is the server's own redirect).
+            // Only to another registry's base: anything else would let a listed "registry" aim the
+            // service's GETs at any path and query of any allowed host (this service's own
+            // endpoints included).
+            if !is_oci_base(&next) {
+                return Ok(stop(format!(
+                    "redirects to {shown}, which is not an OCI registry base (a path ending in /v2/ or /v2, without a query): not followed"
+                )));
+            }
+            // No credentials on any hop.
             let _ = next.set_username("");
             let _ = next.set_password(None);
             next.set_fragment(None);
@@ -442,7 +556,7 @@ impl Prober {
                     (HealthStatus::Healthy, None)
                 } else {
                     let what = match &content_type {
-                        Some(ct) => format!("a {ct} body"),
+                        Some(ct) => format!("a {} body", cap(ct, MAX_TEXT_BYTES)),
                         None => "a body".to_owned(),
                     };
                     (
@@ -509,35 +623,29 @@ fn unreachable(url: String, checked_at: String, failure: Failure) -> ProbeResult
     }
 }
 
-/// The URL a probe fetches: `{public_url}/v2/`. A URL without a scheme is taken as https (as docker
-/// does); credentials, query and fragment are dropped (no credentials are ever sent); a path that
-/// already ends in `/v2` is not doubled.
+/// The URL a probe fetches: `{public_url}/v2/`, the public URL read by [`parse_registry_url`] exactly
+/// as entry validation reads it; credentials, query and fragment are dropped (no credentials are ever
+/// sent); a path that already ends in `/v2` is not doubled.
 pub fn probe_url(public_url: &str) -> Result<Url, String> {
-    let raw = public_url.trim();
-    if raw.is_empty() {
+    if public_url.is_empty() {
         return Err("the entry has no public URL to probe".to_owned());
     }
-    let with_scheme = if raw.contains("://") {
-        raw.to_owned()
-    } else {
-        format!("https://{raw}")
-    };
-    let mut url =
-        Url::parse(&with_scheme).map_err(|e| format!("{raw:?} is not a usable URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "only http and https URLs are probed, not {}:",
-            url.scheme()
-        ));
-    }
-    if url.host().is_none() {
-        return Err(format!("{raw:?} has no host to probe"));
-    }
+    let mut url = parse_registry_url(public_url).map_err(|e| {
+        format!(
+            "the public URL {:?} cannot be probed: it {e}",
+            cap(public_url, MAX_TEXT_BYTES)
+        )
+    })?;
     strip_secrets(&mut url);
     let base = url.path().trim_end_matches('/');
     let base = base.strip_suffix("/v2").unwrap_or(base).to_owned();
     url.set_path(&format!("{base}/v2/"));
     Ok(url)
+}
+
+/// A registry's API base: a path ending in `/v2/` or `/v2`, and no query.
+fn is_oci_base(url: &Url) -> bool {
+    url.query().is_none() && (url.path().ends_with("/v2/") || url.path().ends_with("/v2"))
 }
 
 fn strip_secrets(url: &mut Url) {
@@ -753,25 +861,88 @@ mod tests {
                 "https://example.com/prefix/v2/",
             ),
             (
-                "registry.example.com:5000",
-                "https://registry.example.com:5000/v2/",
-            ),
-            (
                 "http://user:secret@example.com/?token=x#f",
                 "http://example.com/v2/",
             ),
-            (" http://[::1]:5000 ", "http://[::1]:5000/v2/"),
+            ("http://[::1]:5000", "http://[::1]:5000/v2/"),
         ];
         for (input, want) in cases {
             assert_eq!(probe_url(input).unwrap().as_str(), want, "{input}");
         }
-        assert!(probe_url("").is_err());
-        assert!(
-            probe_url("ftp://example.com")
-                .unwrap_err()
-                .contains("only http and https")
-        );
-        assert!(probe_url("http://").is_err());
+        // read exactly as entry validation reads it: nothing forgiven, nothing guessed
+        for (input, words) in [
+            ("", "no public URL"),
+            ("ftp://example.com", "must use http or https"),
+            ("http://", "must name a host"),
+            ("registry.example.com:5000", "must start with http://"),
+            (" http://[::1]:5000 ", "whitespace"),
+            ("http:/169.254.169.254", "must start with http://"),
+            ("http://169.254.169.254/\r\n", "control character"),
+        ] {
+            let err = probe_url(input).unwrap_err();
+            assert!(err.contains(words), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_registry_bases_are_redirect_targets() {
+        for (url, ok) in [
+            ("http://a.test/v2/", true),
+            ("http://a.test/v2", true),
+            ("http://a.test/mirror/v2/", true),
+            ("http://a.test/v2/?x=1", false),
+            ("http://a.test/check_container_health/x", false),
+            ("http://a.test/v2/_catalog", false),
+            ("http://a.test/", false),
+            ("http://a.test/v20", false),
+        ] {
+            assert_eq!(is_oci_base(&Url::parse(url).unwrap()), ok, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_probe_user_agent_is_recognised_across_versions() {
+        assert!(is_probe_user_agent(USER_AGENT));
+        assert!(is_probe_user_agent(
+            "registry-db/9.9.9 (OCI registry health probe; no credentials)"
+        ));
+        for other in [
+            "curl/8.0",
+            "registry-db/0.1.0",
+            "Mozilla/5.0 (OCI registry health probe; x)",
+            "",
+        ] {
+            assert!(!is_probe_user_agent(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_largest_possible_record_stays_within_its_budget() {
+        use super::super::limits::MAX_HEALTH_BYTES;
+        let huge = |c: &str| c.repeat(200_000);
+        let result = ProbeResult {
+            url: huge("\""),
+            reachable: false,
+            status_code: Some(u16::MAX),
+            reason: Some(huge("\\")),
+            status: HealthStatus::AuthRequired,
+            latency_ms: Some(u64::MAX),
+            api_version: Some(huge("\"é")),
+            challenge: Some(AuthChallenge {
+                scheme: huge("\""),
+                realm: Some(huge("\"")),
+                service: Some(huge("😀")),
+                scope: Some(huge("\u{1}\"")),
+            }),
+            checked_at: huge("9"),
+            error: Some(huge("\"")),
+            refused_by: Some(huge("\"")),
+        }
+        .bounded();
+        let json = serde_json::to_vec(&result).unwrap();
+        assert!(json.len() <= MAX_HEALTH_BYTES, "{} bytes", json.len());
+        // and a bounded record is left as it is
+        assert_eq!(result.clone().bounded(), result);
     }
 
     #[test]

@@ -1,22 +1,35 @@
-//! The embedded store: one redb file in the data folder, entries as JSON under their id.
+//! The embedded store: one redb file in the data folder. Entries are JSON under their id; the tag
+//! index holds one `(tag, id)` key per tag an entry carries, written in the same transaction as the
+//! entry, so the index is always exactly the entries' tags.
 //!
 //! redb commits are durable when `commit()` returns (fsync), so a write acknowledged to a client
 //! survives `kill -9`. redb serializes write transactions, so a compare-and-swap on the version inside
 //! one write transaction is atomic. redb is synchronous: every call runs on tokio's blocking pool.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use bytes::Bytes;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
 
-use super::{ScanChunk, Store, StoreError};
+use super::plan::{Plan, Posting, merge};
+use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::ContainerRegistry;
 use crate::health::ProbeResult;
-use crate::query::Filter;
 
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("container_registries");
+/// `(tag, id) -> ()`: the entries that carry each tag, in id order.
+const TAG_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("tag_index");
+/// Store-wide facts, e.g. which version of the tag index the file holds.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META_TAG_INDEX: &str = "tag_index_version";
+const TAG_INDEX_VERSION: u64 = 1;
 const FILE_NAME: &str = "registry-db.redb";
 
 pub struct EmbeddedStore {
@@ -28,18 +41,121 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn decode(bytes: &[u8]) -> Result<ContainerRegistry, StoreError> {
+fn decode(id: &str, bytes: &[u8]) -> Result<ContainerRegistry, StoreError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Unavailable(format!("a stored entry is not readable: {e}")))
+        .map_err(|e| StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}")))
 }
 
 fn encode(entry: &ContainerRegistry) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(entry).map_err(unavailable)
 }
 
+/// Only the tags of a stored entry, without decoding the rest.
+fn stored_tags(id: &str, bytes: &[u8]) -> Result<Vec<String>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Tags {
+        container_registry_tags: Vec<String>,
+    }
+    serde_json::from_slice::<Tags>(bytes)
+        .map(|t| t.container_registry_tags)
+        .map_err(|e| StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}")))
+}
+
+/// Brings the index keys of `id` from `old` tags to `new` tags.
+fn write_index(
+    txn: &WriteTransaction,
+    id: &str,
+    old: &[String],
+    new: &[String],
+) -> Result<(), StoreError> {
+    let mut index = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+    for tag in old.iter().filter(|t| !new.contains(t)) {
+        index.remove((tag.as_str(), id)).map_err(unavailable)?;
+    }
+    for tag in new.iter().filter(|t| !old.contains(t)) {
+        index.insert((tag.as_str(), id), ()).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the whole index inside `txn`.
+fn rebuild_index(txn: &WriteTransaction) -> Result<ReindexReport, StoreError> {
+    let mut report = ReindexReport::default();
+    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    {
+        let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+        for row in entries.iter().map_err(unavailable)? {
+            let (key, value) = row.map_err(unavailable)?;
+            let id = key.value();
+            report.entries += 1;
+            for tag in stored_tags(id, value.value())? {
+                wanted.insert((tag, id.to_string()));
+            }
+        }
+    }
+    report.index_keys = wanted.len();
+    let mut index = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+    let mut stale = Vec::new();
+    for row in index.iter().map_err(unavailable)? {
+        let (key, _) = row.map_err(unavailable)?;
+        let (tag, id) = key.value();
+        if !wanted.remove(&(tag.to_string(), id.to_string())) {
+            stale.push((tag.to_string(), id.to_string()));
+        }
+    }
+    for (tag, id) in &stale {
+        index
+            .remove((tag.as_str(), id.as_str()))
+            .map_err(unavailable)?;
+    }
+    for (tag, id) in &wanted {
+        index
+            .insert((tag.as_str(), id.as_str()), ())
+            .map_err(unavailable)?;
+    }
+    report.stale_keys_removed = stale.len();
+    let mut meta = txn.open_table(META).map_err(unavailable)?;
+    meta.insert(META_TAG_INDEX, TAG_INDEX_VERSION)
+        .map_err(unavailable)?;
+    Ok(report)
+}
+
+/// Reads one tag's index list after `after`: at most `max` ids.
+fn posting(
+    txn: &ReadTransaction,
+    tag: &str,
+    after: Option<&str>,
+    max: usize,
+) -> Result<Posting, StoreError> {
+    let index = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+    let lower = match after {
+        Some(id) => Bound::Excluded((tag, id)),
+        None => Bound::Included((tag, "")),
+    };
+    let mut range = index
+        .range::<(&str, &str)>((lower, Bound::Unbounded))
+        .map_err(unavailable)?;
+    let mut ids = Vec::new();
+    let mut complete = true;
+    for row in range.by_ref() {
+        let (key, _) = row.map_err(unavailable)?;
+        let (t, id) = key.value();
+        if t != tag {
+            break;
+        }
+        if ids.len() == max {
+            complete = false;
+            break;
+        }
+        ids.push(id.to_string());
+    }
+    Ok(Posting { ids, complete })
+}
+
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir`. Fails with a clear message when another
-    /// process holds it: redb allows one writer process per file.
+    /// process holds it: redb allows one writer process per file. A store written before the tag
+    /// index existed gets its index built here, once.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create the data folder {}: {e}", dir.display()))?;
@@ -53,6 +169,21 @@ impl EmbeddedStore {
         })?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
+        txn.open_table(TAG_INDEX)?;
+        let built = txn
+            .open_table(META)?
+            .get(META_TAG_INDEX)?
+            .map(|v| v.value());
+        if built != Some(TAG_INDEX_VERSION) {
+            let report = rebuild_index(&txn).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if report.entries > 0 {
+                tracing::info!(
+                    entries = report.entries,
+                    index_keys = report.index_keys,
+                    "built the tag index of a store that predates it"
+                );
+            }
+        }
         txn.commit()?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
@@ -71,7 +202,8 @@ impl EmbeddedStore {
     }
 
     /// Runs `f` on the stored entry inside one write transaction; `f` returns the entry to store,
-    /// or `None` to leave it. Returns what `f` decided, or `None` when the id is absent.
+    /// or `None` to leave it. Returns what `f` decided, or `None` when the id is absent. The tag
+    /// index follows the stored entry's tags in the same transaction.
     async fn modify<T: Send + 'static>(
         &self,
         id: String,
@@ -84,14 +216,16 @@ impl EmbeddedStore {
             let out = {
                 let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
                 let current = match table.get(id.as_str()).map_err(unavailable)? {
-                    Some(bytes) => decode(bytes.value())?,
+                    Some(bytes) => decode(&id, bytes.value())?,
                     None => return Ok(None),
                 };
+                let old_tags = current.container_registry_tags.clone();
                 let (out, new) = f(current)?;
                 if let Some(new) = new {
                     table
                         .insert(id.as_str(), encode(&new)?.as_slice())
                         .map_err(unavailable)?;
+                    write_index(&txn, &id, &old_tags, &new.container_registry_tags)?;
                 }
                 out
             };
@@ -106,6 +240,7 @@ impl EmbeddedStore {
 impl Store for EmbeddedStore {
     async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError> {
         let id = entry.container_registry_id.clone();
+        let tags = entry.container_registry_tags.clone();
         let bytes = encode(entry)?;
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
@@ -118,37 +253,41 @@ impl Store for EmbeddedStore {
                     .insert(id.as_str(), bytes.as_slice())
                     .map_err(unavailable)?;
             }
+            write_index(&txn, &id, &[], &tags)?;
             txn.commit().map_err(unavailable)
         })
         .await
     }
 
-    async fn get(&self, id: &str) -> Result<Option<ContainerRegistry>, StoreError> {
+    async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
         let id = id.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ENTRIES).map_err(unavailable)?;
-            table
-                .get(id.as_str())
-                .map_err(unavailable)?
-                .map(|v| decode(v.value()))
-                .transpose()
+            let json = match table.get(id.as_str()).map_err(unavailable)? {
+                Some(v) => Bytes::copy_from_slice(v.value()),
+                None => return Ok(None),
+            };
+            Ok(Some(StoredEntry { id, json }))
         })
         .await
     }
 
     async fn replace(
         &self,
-        entry: &ContainerRegistry,
-        expected_version: u64,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
     ) -> Result<(), StoreError> {
-        let entry = entry.clone();
+        let expected_version = old.container_registry_version;
+        let mut new = new.clone();
         let outcome = self
-            .modify(entry.container_registry_id.clone(), move |current| {
+            .modify(new.container_registry_id.clone(), move |current| {
                 if current.container_registry_version != expected_version {
                     return Ok((false, None));
                 }
-                Ok((true, Some(entry)))
+                // Health is the prober's to write: keep whatever it recorded since the read.
+                new.container_registry_health = current.container_registry_health;
+                Ok((true, Some(new)))
             })
             .await?;
         match outcome {
@@ -161,51 +300,140 @@ impl Store for EmbeddedStore {
         let id = id.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            let existed = {
+            let removed = {
                 let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
-                table.remove(id.as_str()).map_err(unavailable)?.is_some()
+                let removed = table.remove(id.as_str()).map_err(unavailable)?;
+                match removed {
+                    Some(bytes) => Some(stored_tags(&id, bytes.value())?),
+                    None => None,
+                }
             };
+            let existed = removed.is_some();
+            if let Some(tags) = removed {
+                write_index(&txn, &id, &tags, &[])?;
+            }
             txn.commit().map_err(unavailable)?;
             Ok(existed)
         })
         .await
     }
 
-    async fn scan(
+    async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
+        let after = request.after.map(str::to_string);
+        let plan = request.plan.clone();
+        let max_entries = request.max_entries.max(1);
+        let max_bytes = request.max_bytes;
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+            let mut candidates = Vec::new();
+            let mut bytes = 0usize;
+            match plan {
+                Plan::Scan => {
+                    let lower = match after.as_deref() {
+                        Some(key) => Bound::Excluded(key),
+                        None => Bound::Unbounded,
+                    };
+                    let mut range = entries
+                        .range::<&str>((lower, Bound::Unbounded))
+                        .map_err(unavailable)?;
+                    let mut last_key = None;
+                    for row in range.by_ref() {
+                        let (key, value) = row.map_err(unavailable)?;
+                        let id = key.value().to_string();
+                        bytes += value.value().len();
+                        candidates.push(StoredEntry {
+                            json: Bytes::copy_from_slice(value.value()),
+                            id: id.clone(),
+                        });
+                        last_key = Some(id);
+                        if candidates.len() >= max_entries || bytes >= max_bytes {
+                            break;
+                        }
+                    }
+                    // `last_key` stays set only when more entries may follow.
+                    if range.next().is_none() {
+                        last_key = None;
+                    }
+                    Ok(ScanChunk {
+                        scanned: candidates.len(),
+                        candidates,
+                        last_key,
+                        exact: false,
+                        used_index: false,
+                    })
+                }
+                Plan::Tags(tag_plan) => {
+                    // One key more than needed per list tells whether more follow.
+                    let mut postings = BTreeMap::new();
+                    for tag in tag_plan.set.tags() {
+                        let p = posting(&txn, tag, after.as_deref(), max_entries + 1)?;
+                        postings.insert(tag.to_string(), p);
+                    }
+                    let merged = merge(&tag_plan.set, &postings);
+                    let mut last_key = merged.horizon;
+                    let total = merged.ids.len();
+                    for (i, id) in merged.ids.into_iter().enumerate() {
+                        // The index and the entries are written together: every id is there.
+                        if let Some(value) = entries.get(id.as_str()).map_err(unavailable)? {
+                            bytes += value.value().len();
+                            candidates.push(StoredEntry {
+                                json: Bytes::copy_from_slice(value.value()),
+                                id: id.clone(),
+                            });
+                        }
+                        if (i + 1 == max_entries || bytes >= max_bytes) && i + 1 < total {
+                            last_key = Some(id);
+                            break;
+                        }
+                    }
+                    Ok(ScanChunk {
+                        scanned: candidates.len(),
+                        candidates,
+                        last_key,
+                        exact: tag_plan.exact,
+                        used_index: true,
+                    })
+                }
+            }
+        })
+        .await
+    }
+
+    async fn probe_targets(
         &self,
-        _filter: &Filter,
         after: Option<&str>,
-        max_scanned: usize,
-    ) -> Result<ScanChunk, StoreError> {
-        // The filter is evaluated by the caller; reading JSON and evaluating it are the same work.
+        max: usize,
+    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Target {
+            container_registry_public_url: String,
+        }
         let after = after.map(str::to_string);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(ENTRIES).map_err(unavailable)?;
+            let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
             let lower = match after.as_deref() {
                 Some(key) => Bound::Excluded(key),
                 None => Bound::Unbounded,
             };
-            let mut range = table
+            let mut range = entries
                 .range::<&str>((lower, Bound::Unbounded))
                 .map_err(unavailable)?;
-            let mut candidates = Vec::new();
-            let mut last_key = None;
-            for row in range.by_ref().take(max_scanned.max(1)) {
+            let mut targets = Vec::new();
+            for row in range.by_ref().take(max.max(1)) {
                 let (key, value) = row.map_err(unavailable)?;
-                candidates.push(decode(value.value())?);
-                last_key = Some(key.value().to_string());
+                let id = key.value().to_string();
+                let target: Target = serde_json::from_slice(value.value()).map_err(|e| {
+                    StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}"))
+                })?;
+                targets.push((id, target.container_registry_public_url));
             }
-            // `last_key` stays set only when more entries may follow.
-            if range.next().is_none() {
-                last_key = None;
-            }
-            let scanned = candidates.len();
-            Ok(ScanChunk {
-                candidates,
-                last_key,
-                scanned,
-            })
+            let next = match range.next() {
+                Some(_) => targets.last().map(|(id, _)| id.clone()),
+                None => None,
+            };
+            Ok((targets, next))
         })
         .await
     }
@@ -215,16 +443,32 @@ impl Store for EmbeddedStore {
         let done = self
             .modify(id.to_string(), move |mut current| {
                 current.container_registry_health = Some(health);
-                // Bumping the version makes a concurrent read-modify-write retry instead of
-                // writing back the health it read before this one.
-                current.container_registry_version += 1;
                 Ok(((), Some(current)))
             })
             .await?;
         Ok(done.is_some())
     }
 
+    async fn reindex(&self) -> Result<ReindexReport, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let report = rebuild_index(&txn)?;
+            txn.commit().map_err(unavailable)?;
+            Ok(report)
+        })
+        .await
+    }
+
     fn describe(&self) -> String {
         format!("embedded store at {}", self.path.display())
+    }
+}
+
+impl EmbeddedStore {
+    /// Index keys held, for tests and diagnostics.
+    pub fn index_len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let index = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+        index.len().map_err(unavailable)
     }
 }

@@ -1,15 +1,23 @@
 //! Where entries live. The domain talks to a [`Store`]; the embedded (redb) and DynamoDB stores
-//! implement it. Stores know keys, versions and bytes; the query language and the update rules live
-//! in the domain, so both stores behave the same by construction.
+//! implement it. Stores know keys, versions, bytes and the tag index; the query language and the
+//! update rules live in the domain, so both stores behave the same by construction.
+//!
+//! Reads hand back entries as the JSON text the store holds ([`StoredEntry`]), so a GET or a query
+//! page is assembled from stored bytes without decoding and re-encoding them.
 
 pub mod dynamodb;
 pub mod embedded;
+pub mod plan;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::Value;
 
 use crate::domain::entry::ContainerRegistry;
 use crate::health::ProbeResult;
 use crate::query::Filter;
+
+pub use plan::Plan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,46 +33,112 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// One chunk of a scan, in the store's key order.
-pub struct ScanChunk {
-    /// Entries after the start key that may match (a store may pre-filter, never over-filter).
-    pub candidates: Vec<ContainerRegistry>,
-    /// Key of the last entry examined; `None` when the scan reached the end of the store.
-    pub last_key: Option<String>,
-    /// How many stored entries this chunk examined (the work it cost).
-    pub scanned: usize,
+/// An entry as the store holds it: its id and its JSON text, which is what a GET returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntry {
+    pub id: String,
+    pub json: Bytes,
 }
 
+impl StoredEntry {
+    /// The entry as a typed value (for updates and health checks).
+    pub fn entry(&self) -> Result<ContainerRegistry, StoreError> {
+        serde_json::from_slice(&self.json).map_err(|e| unreadable(&self.id, e))
+    }
+
+    /// The entry as a JSON document (for evaluating a filter): one parse.
+    pub fn document(&self) -> Result<Value, StoreError> {
+        serde_json::from_slice(&self.json).map_err(|e| unreadable(&self.id, e))
+    }
+}
+
+fn unreadable(id: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}"))
+}
+
+/// One request for a chunk of a query.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanRequest<'a> {
+    pub filter: &'a Filter,
+    /// How to read; a store without a usable index may fall back to a scan (see
+    /// [`ScanChunk::used_index`]).
+    pub plan: &'a Plan,
+    /// Resume after this key (the last key examined by the previous chunk).
+    pub after: Option<&'a str>,
+    /// Examine at most this many entries...
+    pub max_entries: usize,
+    /// ...and stop once the candidates hold this many bytes (at least one entry is examined).
+    pub max_bytes: usize,
+}
+
+/// One chunk of a query, in the order of the plan that read it.
+#[derive(Debug)]
+pub struct ScanChunk {
+    /// Entries after the start key that may match (a store may pre-filter, never over-filter).
+    pub candidates: Vec<StoredEntry>,
+    /// Key of the last entry examined; `None` when the plan has no more entries.
+    pub last_key: Option<String>,
+    /// How many stored entries this chunk read (the work it cost).
+    pub scanned: usize,
+    /// Every candidate is known to match the filter: the caller need not evaluate it.
+    pub exact: bool,
+    /// The chunk was read through the tag index (in id order) rather than by a scan.
+    pub used_index: bool,
+}
+
+/// What `reindex` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReindexReport {
+    /// Entries read.
+    pub entries: usize,
+    /// Index keys the entries call for (one per tag per entry).
+    pub index_keys: usize,
+    /// Index keys that pointed at an entry no longer carrying the tag, removed.
+    pub stale_keys_removed: usize,
+}
+
+/// A place entries live, with a tag index kept consistent with them.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Inserts a new entry; `AlreadyExists` when the id is taken.
+    /// Inserts a new entry and its index keys; `AlreadyExists` when the id is taken.
     async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError>;
 
-    async fn get(&self, id: &str) -> Result<Option<ContainerRegistry>, StoreError>;
+    /// The entry as stored.
+    async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError>;
 
-    /// Replaces an entry if its stored version is still `expected_version`; otherwise
-    /// `VersionConflict` (which includes the entry having been deleted meanwhile).
+    /// Replaces the client fields of `old` with those of `new` if the stored version is still
+    /// `old`'s; otherwise `VersionConflict` (which includes the entry having been deleted
+    /// meanwhile). The stored health result is kept as it is: health is written only by
+    /// [`Store::set_health`], so a probe between the read and this write is never undone.
     async fn replace(
         &self,
-        entry: &ContainerRegistry,
-        expected_version: u64,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
     ) -> Result<(), StoreError>;
 
-    /// Deletes an entry; `false` when there was none.
+    /// Deletes an entry and its index keys; `false` when there was none.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Examines up to `max_scanned` entries whose keys come after `after`, returning those that may
-    /// match `filter`. The caller evaluates the filter exactly on what comes back.
-    async fn scan(
-        &self,
-        filter: &Filter,
-        after: Option<&str>,
-        max_scanned: usize,
-    ) -> Result<ScanChunk, StoreError>;
+    /// Reads one chunk of a query (see [`ScanRequest`]). The caller evaluates the filter exactly on
+    /// what comes back unless the chunk says it is exact.
+    async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError>;
 
-    /// Records a health result on an entry, atomically, touching no other client field.
+    /// Ids and public URLs of up to `max` entries after `after`, for a health sweep; the next
+    /// `after`, or `None` at the end. May read slightly stale data.
+    async fn probe_targets(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError>;
+
+    /// Records a health result on an entry, touching no other field (not even the version: a
+    /// probe is not an edit, and must not make an owner's read-modify-write fail).
     /// `false` when the entry no longer exists.
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError>;
+
+    /// Rebuilds the tag index from the entries (for a store that predates it, or to remove stale
+    /// keys). Safe to run while the service serves.
+    async fn reindex(&self) -> Result<ReindexReport, StoreError>;
 
     /// A short description for logs ("embedded store at ./data", "DynamoDB table T").
     fn describe(&self) -> String;

@@ -33,6 +33,7 @@ use crate::api::AppState;
 use crate::domain::entry::ContainerRegistry;
 use crate::domain::facets::{FacetCount, FacetCounter, Facets};
 use crate::error::AppError;
+use crate::store::StoredEntry;
 
 /// Registries per page of the list.
 pub const PAGE_SIZE: usize = 20;
@@ -116,10 +117,9 @@ async fn asset(Path(file): Path<String>, RawQuery(query): RawQuery) -> Response 
         .into_response()
 }
 
-/// The one place an entry of a query page is read (the stores are moving to pages of stored JSON
-/// documents; then this parses one).
-fn page_entry(entry: ContainerRegistry) -> Result<ContainerRegistry, AppError> {
-    Ok(entry)
+/// The one place an entry of a query page is read: the store hands out its JSON text.
+fn page_entry(entry: StoredEntry) -> Result<ContainerRegistry, AppError> {
+    Ok(entry.entry()?)
 }
 
 /// What every page's layout needs.
@@ -454,7 +454,10 @@ fn health_rows(h: &crate::health::ProbeResult) -> Vec<Row> {
 
 async fn registry_page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.registry.get(&id).await {
-        Ok(entry) => render(StatusCode::OK, &RegistryPage::new(entry)),
+        Ok(entry) => match page_entry(entry) {
+            Ok(entry) => render(StatusCode::OK, &RegistryPage::new(entry)),
+            Err(e) => page_error(e),
+        },
         Err(e) => page_error(e),
     }
 }

@@ -22,8 +22,8 @@ use registry_db::api::{AppState, router};
 use registry_db::domain::service::Registry;
 use registry_db::health::{ProbeConfig, Prober};
 use registry_db::store::Store;
-use registry_db::store::dynamodb::DynamoStore;
 use registry_db::store::dynamodb::filter::TranslateOptions;
+use registry_db::store::dynamodb::{DynamoStore, default_tag_table};
 use registry_db::store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -73,20 +73,39 @@ pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
 
 static TABLES: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh, empty table on dynalite.
-pub async fn dynamo_store() -> Arc<dyn Store> {
+/// A DynamoDB store on dynalite with the name of its entries table.
+pub struct NamedDynamo {
+    pub store: Arc<dyn Store>,
+    pub table: String,
+}
+
+/// A fresh, empty table (and its tag index table) on dynalite, named after `prefix`.
+pub async fn dynamo_store_named(prefix: &str) -> NamedDynamo {
     let table = format!(
-        "t{}-{}",
+        "{prefix}{}-{}",
         std::process::id(),
         TABLES.fetch_add(1, Ordering::Relaxed)
     );
     // dynalite's `contains` does not search lists: the store's conservative pushdown for emulators.
-    let store = DynamoStore::from_client(dynamo_client(), &table, TranslateOptions::DYNALITE);
+    let store = DynamoStore::from_client(
+        dynamo_client(),
+        &table,
+        &default_tag_table(&table),
+        TranslateOptions::DYNALITE,
+    );
     store
         .ensure_table()
         .await
         .expect("create a table on dynalite");
-    Arc::new(store)
+    NamedDynamo {
+        store: Arc::new(store),
+        table,
+    }
+}
+
+/// A fresh, empty table on dynalite.
+pub async fn dynamo_store() -> Arc<dyn Store> {
+    dynamo_store_named("t").await.store
 }
 
 /// A fresh embedded store in a temp folder (deleted when the guard drops).
@@ -210,6 +229,13 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+}
+
+impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {

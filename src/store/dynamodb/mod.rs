@@ -1,38 +1,79 @@
-//! The DynamoDB store. One item per entry, keyed by `container_registry_id` (the key schema
-//! `template.yaml` declares); every write is conditional, so no write is lost or half-applied:
-//! create requires the id to be absent, replace requires the version it read, delete requires
-//! presence, and the health result is written with one `UpdateItem`.
+//! The DynamoDB store. Two tables:
+//! - the entries table, one item per entry, keyed by `container_registry_id` (the key schema
+//!   `template.yaml` declares);
+//! - the tag index table, one small item per tag an entry carries, keyed by `tag` (partition) and
+//!   `container_registry_id` (sort), so `Query` lists the entries that carry a tag in id order.
 //!
-//! Queries are Scans with as much of the filter as DynamoDB can express pushed down as a
-//! `FilterExpression` (see `filter.rs`); the domain re-checks every returned item exactly.
+//! Every write of an entry and its index items is one `TransactWriteItems` with a condition on the
+//! entry: create requires the id to be absent, replace and delete require the version that was read.
+//! An entry's index items are therefore exactly its tags, except in two rare cases that leave an
+//! extra item (a legacy entry with more tags than one transaction holds, and `reindex` racing an
+//! update): an extra item only costs a wasted read, because every item a query reads from this
+//! store is evaluated against the whole filter. A missing index item never happens.
+//!
+//! Queries the tag index can serve read it with `Query` and fetch the entries with `BatchGetItem`;
+//! other queries are Scans with as much of the filter as DynamoDB can express pushed down as a
+//! `FilterExpression` (see `filter.rs`).
 
 pub mod filter;
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest,
+    KeySchemaElement, KeyType, KeysAndAttributes, Put, PutRequest, ScalarAttributeType,
+    TableStatus, TransactWriteItem, Update, WriteRequest,
 };
+use bytes::Bytes;
 use serde_dynamo::aws_sdk_dynamodb_1 as dynamo;
 
 use self::filter::TranslateOptions;
-use super::{ScanChunk, Store, StoreError};
-use crate::domain::entry::{ContainerRegistry, HEALTH, ID, VERSION};
+use super::plan::{Plan, Posting, TagPlan, merge, storable_tag};
+use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
+use crate::domain::entry::{ContainerRegistry, HEALTH, ID, PUBLIC_URL, TAGS, VERSION};
 use crate::health::ProbeResult;
-use crate::query::Filter;
 
-/// The partition key attribute, also the entry's id field.
+/// The partition key attribute of the entries table, also the entry's id field.
 pub const KEY: &str = ID;
+/// The partition key of the tag index table (its sort key is [`KEY`]).
+pub const TAG: &str = "tag";
+/// The tag index table's name when none is configured: the entries table's, suffixed.
+pub fn default_tag_table(table: &str) -> String {
+    format!("{table}-tags")
+}
+
+/// The index item that says the index is complete: its partition is longer than any tag may be, so
+/// it never mixes with a tag's list.
+const INDEX_MARKER_TAG: &str =
+    "registry-db: the tag index is complete (not a tag: longer than a tag may be)";
+const INDEX_MARKER_ID: &str = "index";
+/// How long a store that found its index incomplete scans before looking again.
+const INDEX_RECHECK: Duration = Duration::from_secs(30);
+
+/// DynamoDB's limit on actions in one `TransactWriteItems`.
+pub const MAX_TRANSACT_ACTIONS: usize = 100;
+// The entry, a put for every new tag and a delete for every old one fit one transaction.
+const _: () = assert!(2 * crate::domain::entry::MAX_TAGS < MAX_TRANSACT_ACTIONS);
+/// Keys per `BatchGetItem` and items per `BatchWriteItem` (DynamoDB's limits).
+const BATCH_GET: usize = 100;
+const BATCH_WRITE: usize = 25;
+/// Attempts for writes that lose to a concurrent transaction, and for unprocessed batch keys.
+const ATTEMPTS: u32 = 16;
 
 pub struct DynamoStore {
     client: Client,
     table: String,
+    tag_table: String,
     pushdown: TranslateOptions,
+    index_ready: AtomicBool,
+    index_checked: Mutex<Option<Instant>>,
 }
 
 fn sdk_error<E, R>(err: SdkError<E, R>) -> StoreError
@@ -41,6 +82,10 @@ where
     R: std::fmt::Debug,
 {
     StoreError::Unavailable(format!("DynamoDB: {}", DisplayErrorContext(&err)))
+}
+
+fn build_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("cannot build a DynamoDB request: {e}"))
 }
 
 /// `Ok(true)` when a conditional write happened, `Ok(false)` when its condition did not hold.
@@ -56,8 +101,29 @@ where
     }
 }
 
+/// How a transaction ended.
+enum Outcome {
+    Done,
+    /// The condition on the first action (the entry) did not hold.
+    ConditionFailed,
+    /// A concurrent transaction touched the same items: try again.
+    Conflict,
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
 fn key_of(id: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([(KEY.to_string(), AttributeValue::S(id.to_string()))])
+    HashMap::from([(KEY.to_string(), s(id))])
+}
+
+fn index_key(tag: &str, id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([(TAG.to_string(), s(tag)), (KEY.to_string(), s(id))])
 }
 
 fn from_item(item: HashMap<String, AttributeValue>) -> Result<ContainerRegistry, StoreError> {
@@ -70,10 +136,46 @@ fn to_item(entry: &ContainerRegistry) -> Result<HashMap<String, AttributeValue>,
         .map_err(|e| StoreError::Unavailable(format!("cannot encode the entry for DynamoDB: {e}")))
 }
 
+/// An item as the JSON text the rest of the service handles.
+fn stored(item: HashMap<String, AttributeValue>) -> Result<StoredEntry, StoreError> {
+    let entry = from_item(item)?;
+    let json = serde_json::to_vec(&entry).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok(StoredEntry {
+        id: entry.container_registry_id,
+        json: Bytes::from(json),
+    })
+}
+
+fn string_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn last_id(key: Option<HashMap<String, AttributeValue>>) -> Result<Option<String>, StoreError> {
+    match key {
+        None => Ok(None),
+        Some(key) => string_attr(&key, KEY).map(Some).ok_or_else(|| {
+            StoreError::Unavailable("DynamoDB returned a LastEvaluatedKey without the id".into())
+        }),
+    }
+}
+
+/// Tags of a stored item, read from its `L` of `S`.
+fn item_tags(item: &HashMap<String, AttributeValue>) -> Vec<String> {
+    match item.get(TAGS) {
+        Some(AttributeValue::L(list)) => {
+            list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 impl DynamoStore {
     /// A client configured from the usual AWS settings (`AWS_ENDPOINT_URL_DYNAMODB`, region,
-    /// credentials). With `create_table`, a missing table is created with the template's key schema.
-    pub async fn connect(table: &str, create_table: bool) -> anyhow::Result<Self> {
+    /// credentials). With `create_table`, missing tables are created with the template's key schemas.
+    pub async fn connect(table: &str, tag_table: &str, create_table: bool) -> anyhow::Result<Self> {
         let config = aws_config::load_from_env().await;
         // A custom endpoint may be an emulator (dynalite's `contains` does not search lists): push
         // down list membership only against AWS itself. Either way the answer is exact.
@@ -82,118 +184,501 @@ impl DynamoStore {
         } else {
             TranslateOptions::DYNAMODB
         };
-        let store = DynamoStore {
-            client: Client::new(&config),
-            table: table.to_string(),
-            pushdown,
-        };
+        let store = DynamoStore::from_client(Client::new(&config), table, tag_table, pushdown);
         if create_table {
             store.ensure_table().await?;
         }
         Ok(store)
     }
 
-    pub fn from_client(client: Client, table: &str, pushdown: TranslateOptions) -> Self {
+    pub fn from_client(
+        client: Client,
+        table: &str,
+        tag_table: &str,
+        pushdown: TranslateOptions,
+    ) -> Self {
         DynamoStore {
             client,
             table: table.to_string(),
+            tag_table: tag_table.to_string(),
             pushdown,
+            index_ready: AtomicBool::new(false),
+            index_checked: Mutex::new(None),
         }
     }
 
-    /// Creates the table when it does not exist (on-demand billing), and waits until it is active.
+    /// Creates the entries table and the tag index table when they do not exist (on-demand
+    /// billing), and waits until they are active. A tag index table created next to an empty
+    /// entries table is complete from the start.
     pub async fn ensure_table(&self) -> anyhow::Result<()> {
-        match self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-        {
-            Ok(_) => {}
+        let entries_created = self
+            .ensure_one(&self.table, &[(KEY, KeyType::Hash)])
+            .await?;
+        let index_created = self
+            .ensure_one(
+                &self.tag_table,
+                &[(TAG, KeyType::Hash), (KEY, KeyType::Range)],
+            )
+            .await?;
+        if index_created && entries_created {
+            self.mark_index_complete().await?;
+        }
+        Ok(())
+    }
+
+    /// Creates one table if missing; `true` when this call created it.
+    async fn ensure_one(&self, name: &str, keys: &[(&str, KeyType)]) -> anyhow::Result<bool> {
+        let created = match self.client.describe_table().table_name(name).send().await {
+            Ok(_) => false,
             Err(err)
                 if err
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
-                let created = self
+                let mut request = self
                     .client
                     .create_table()
-                    .table_name(&self.table)
-                    .billing_mode(BillingMode::PayPerRequest)
-                    .attribute_definitions(
-                        AttributeDefinition::builder()
-                            .attribute_name(KEY)
-                            .attribute_type(ScalarAttributeType::S)
-                            .build()?,
-                    )
-                    .key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name(KEY)
-                            .key_type(KeyType::Hash)
-                            .build()?,
-                    )
-                    .send()
-                    .await;
-                if let Err(err) = created
-                    && !err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_resource_in_use_exception())
-                {
-                    anyhow::bail!(
-                        "cannot create DynamoDB table {}: {}",
-                        self.table,
+                    .table_name(name)
+                    .billing_mode(BillingMode::PayPerRequest);
+                for (attr, kind) in keys {
+                    request = request
+                        .attribute_definitions(
+                            AttributeDefinition::builder()
+                                .attribute_name(*attr)
+                                .attribute_type(ScalarAttributeType::S)
+                                .build()?,
+                        )
+                        .key_schema(
+                            KeySchemaElement::builder()
+                                .attribute_name(*attr)
+                                .key_type(kind.clone())
+                                .build()?,
+                        );
+                }
+                match request.send().await {
+                    Ok(_) => true,
+                    Err(err)
+                        if err
+                            .as_service_error()
+                            .is_some_and(|e| e.is_resource_in_use_exception()) =>
+                    {
+                        false
+                    }
+                    Err(err) => anyhow::bail!(
+                        "cannot create DynamoDB table {name}: {}",
                         DisplayErrorContext(&err)
-                    );
+                    ),
                 }
             }
             Err(err) => anyhow::bail!(
-                "cannot reach DynamoDB table {}: {}",
-                self.table,
+                "cannot reach DynamoDB table {name}: {}",
                 DisplayErrorContext(&err)
             ),
-        }
+        };
         for _ in 0..120 {
-            let desc = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await?;
+            let desc = self.client.describe_table().table_name(name).send().await?;
             if desc.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-                return Ok(());
+                return Ok(created);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        anyhow::bail!(
-            "DynamoDB table {} did not become active within a minute",
-            self.table
-        )
+        anyhow::bail!("DynamoDB table {name} did not become active within a minute")
     }
+
+    async fn mark_index_complete(&self) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tag_table)
+            .set_item(Some(index_key(INDEX_MARKER_TAG, INDEX_MARKER_ID)))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        self.index_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether queries may use the tag index: its completion marker is there, or the entries
+    /// table is empty (then the marker is written now). A table that predates the index is scanned
+    /// until `registry-db reindex` has run; that is looked at again every [`INDEX_RECHECK`].
+    async fn index_ready(&self) -> bool {
+        if self.index_ready.load(Ordering::Acquire) {
+            return true;
+        }
+        {
+            let mut checked = self.index_checked.lock().expect("index check lock");
+            if checked.is_some_and(|at| at.elapsed() < INDEX_RECHECK) {
+                return false;
+            }
+            *checked = Some(Instant::now());
+        }
+        match self.check_index().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::warn!(error = %e, table = %self.tag_table, "cannot read the tag index state; scanning instead");
+                false
+            }
+        }
+    }
+
+    async fn check_index(&self) -> Result<bool, StoreError> {
+        let marker = self
+            .client
+            .get_item()
+            .table_name(&self.tag_table)
+            .set_key(Some(index_key(INDEX_MARKER_TAG, INDEX_MARKER_ID)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        if marker.item.is_some() {
+            self.index_ready.store(true, Ordering::Release);
+            return Ok(true);
+        }
+        let probe = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        if probe.items.as_ref().is_none_or(Vec::is_empty) && probe.last_evaluated_key.is_none() {
+            self.mark_index_complete().await?;
+            return Ok(true);
+        }
+        tracing::warn!(
+            table = %self.table,
+            tag_table = %self.tag_table,
+            "the tag index is not built for existing entries: tag queries scan the table until `registry-db reindex` runs"
+        );
+        Ok(false)
+    }
+
+    /// Runs one transaction; the first action must be the entry's.
+    async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Outcome, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Outcome::Done),
+            Err(err) => err,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        {
+            let reasons = cancelled.cancellation_reasons();
+            if reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
+                return Ok(Outcome::ConditionFailed);
+            }
+            if reasons
+                .iter()
+                .any(|r| r.code() == Some("TransactionConflict"))
+            {
+                return Ok(Outcome::Conflict);
+            }
+        }
+        if err.code() == Some("TransactionConflictException")
+            || err.code() == Some("TransactionInProgressException")
+        {
+            return Ok(Outcome::Conflict);
+        }
+        Err(sdk_error(err))
+    }
+
+    fn put_index(&self, tag: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.tag_table)
+            .set_item(Some(index_key(tag, id)))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete_index(&self, tag: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.tag_table)
+            .set_key(Some(index_key(tag, id)))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Deletes index items outside a transaction (only for what a transaction had no room for).
+    async fn delete_index_items(&self, keys: Vec<(String, String)>) -> Result<(), StoreError> {
+        let requests = keys
+            .iter()
+            .map(|(tag, id)| {
+                DeleteRequest::builder()
+                    .set_key(Some(index_key(tag, id)))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(build_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(&self.tag_table, requests).await
+    }
+
+    async fn batch_write(
+        &self,
+        table: &str,
+        requests: Vec<WriteRequest>,
+    ) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, pending)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= ATTEMPTS {
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB kept leaving index writes unprocessed".into(),
+                    ));
+                }
+                backoff(attempt).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// One tag's index list after `after`, at most `max` ids; reads on past empty pages so that an
+    /// incomplete list always holds an id (see [`merge`]).
+    async fn posting(
+        &self,
+        tag: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Posting, StoreError> {
+        if !storable_tag(tag) {
+            return Ok(Posting {
+                ids: Vec::new(),
+                complete: true,
+            });
+        }
+        let limit = i32::try_from(max.clamp(1, 10_000)).unwrap_or(10_000);
+        let mut start = None;
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.tag_table)
+                .expression_attribute_names("#t", TAG)
+                .expression_attribute_values(":t", s(tag))
+                .limit(limit)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            request = match after {
+                Some(after) => request
+                    .key_condition_expression("#t = :t AND #id > :after")
+                    .expression_attribute_names("#id", KEY)
+                    .expression_attribute_values(":after", s(after)),
+                None => request.key_condition_expression("#t = :t"),
+            };
+            let out = request.send().await.map_err(sdk_error)?;
+            let ids: Vec<String> = out
+                .items
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|item| string_attr(item, KEY))
+                .collect();
+            match out.last_evaluated_key {
+                None => {
+                    return Ok(Posting {
+                        ids,
+                        complete: true,
+                    });
+                }
+                Some(_) if !ids.is_empty() => {
+                    return Ok(Posting {
+                        ids,
+                        complete: false,
+                    });
+                }
+                Some(key) => start = Some(key),
+            }
+        }
+    }
+
+    /// The entries with these ids (those that exist), in id order.
+    async fn fetch(&self, ids: &[String]) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_GET) {
+            let mut keys: Vec<_> = chunk.iter().map(|id| key_of(id)).collect();
+            for attempt in 0.. {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(build_error)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    found.push(stored(item)?);
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut m| m.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if keys.is_empty() {
+                    break;
+                }
+                if attempt >= ATTEMPTS {
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB kept leaving entry reads unprocessed".into(),
+                    ));
+                }
+                backoff(attempt).await;
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
+    async fn scan_index(
+        &self,
+        plan: &TagPlan,
+        after: Option<&str>,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<ScanChunk, StoreError> {
+        let tags = plan.set.tags();
+        // One key more than needed per list tells whether more follow.
+        let postings = futures::future::try_join_all(
+            tags.iter()
+                .map(|tag| self.posting(tag, after, max_entries + 1)),
+        )
+        .await?;
+        let postings: BTreeMap<String, Posting> =
+            tags.iter().map(|t| t.to_string()).zip(postings).collect();
+        let merged = merge(&plan.set, &postings);
+        let mut candidates = Vec::new();
+        let mut bytes = 0;
+        let mut last_key = merged.horizon;
+        let mut ids = merged.ids;
+        if ids.len() > max_entries {
+            ids.truncate(max_entries);
+            last_key = ids.last().cloned();
+        }
+        let batches: Vec<&[String]> = ids.chunks(BATCH_GET).collect();
+        for (i, batch) in batches.iter().enumerate() {
+            let entries = self.fetch(batch).await?;
+            bytes += entries.iter().map(|e| e.json.len()).sum::<usize>();
+            candidates.extend(entries);
+            if bytes >= max_bytes && i + 1 < batches.len() {
+                last_key = batch.last().cloned();
+                break;
+            }
+        }
+        Ok(ScanChunk {
+            scanned: candidates.len(),
+            candidates,
+            last_key,
+            // Stale index items are possible here (see the module docs): always evaluate.
+            exact: false,
+            used_index: true,
+        })
+    }
+
+    async fn scan_table(
+        &self,
+        request: ScanRequest<'_>,
+        consistent: bool,
+    ) -> Result<ScanChunk, StoreError> {
+        let pushdown = filter::translate_with(request.filter, &self.pushdown);
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(consistent)
+            .limit(i32::try_from(request.max_entries.clamp(1, 10_000)).unwrap_or(10_000))
+            .set_exclusive_start_key(request.after.map(key_of));
+        if let Some(expr) = pushdown {
+            let mut values = HashMap::with_capacity(expr.values.len());
+            for (name, value) in expr.values {
+                let value = dynamo::to_attribute_value(value).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot encode a filter value: {e}"))
+                })?;
+                values.insert(name, value);
+            }
+            scan = scan
+                .filter_expression(expr.expression)
+                .set_expression_attribute_names((!expr.names.is_empty()).then_some(expr.names))
+                .set_expression_attribute_values((!values.is_empty()).then_some(values));
+        }
+        let out = scan.send().await.map_err(sdk_error)?;
+        let scanned = usize::try_from(out.scanned_count).unwrap_or(0);
+        let last_key = last_id(out.last_evaluated_key)?;
+        let candidates = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(stored)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ScanChunk {
+            candidates,
+            last_key,
+            scanned,
+            exact: false,
+            used_index: false,
+        })
+    }
+}
+
+async fn backoff(attempt: u32) {
+    let ms = rand::random_range(0..=(5u64 << attempt.min(6)));
+    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 #[async_trait]
 impl Store for DynamoStore {
     async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
+        let id = &entry.container_registry_id;
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item(entry)?))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", KEY)
-            .send()
-            .await;
-        if condition_held(result)? {
-            Ok(())
-        } else {
-            Err(StoreError::AlreadyExists(
-                entry.container_registry_id.clone(),
-            ))
+            .build()
+            .map_err(build_error)?;
+        let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+        for tag in &entry.container_registry_tags {
+            actions.push(self.put_index(tag, id)?);
         }
+        for attempt in 0..ATTEMPTS {
+            match self.transact(actions.clone()).await? {
+                Outcome::Done => return Ok(()),
+                Outcome::ConditionFailed => return Err(StoreError::AlreadyExists(id.clone())),
+                Outcome::Conflict => backoff(attempt).await,
+            }
+        }
+        Err(StoreError::VersionConflict)
     }
 
-    async fn get(&self, id: &str) -> Result<Option<ContainerRegistry>, StoreError> {
+    async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -203,121 +688,302 @@ impl Store for DynamoStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        out.item.map(from_item).transpose()
+        out.item.map(stored).transpose()
     }
 
     async fn replace(
         &self,
-        entry: &ContainerRegistry,
-        expected_version: u64,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
+        let id = &new.container_registry_id;
+        // SET every attribute but the key and the health result, which stays as the prober left it.
+        let mut item = to_item(new)?;
+        item.remove(KEY);
+        item.remove(HEALTH);
+        let mut update = Update::builder()
             .table_name(&self.table)
-            .set_item(Some(to_item(entry)?))
-            .condition_expression("#v = :v")
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":v", AttributeValue::N(expected_version.to_string()))
-            .send()
-            .await;
-        if condition_held(result)? {
-            Ok(())
-        } else {
-            Err(StoreError::VersionConflict)
+            .set_key(Some(key_of(id)))
+            .condition_expression("#a_v = :expected")
+            .expression_attribute_names("#a_v", VERSION)
+            .expression_attribute_values(":expected", n(old.container_registry_version));
+        let mut sets = Vec::with_capacity(item.len());
+        for (i, (name, value)) in item.into_iter().enumerate() {
+            let (name_ph, value_ph) = if name == VERSION {
+                ("#a_v".to_string(), format!(":v{i}"))
+            } else {
+                (format!("#a{i}"), format!(":v{i}"))
+            };
+            sets.push(format!("{name_ph} = {value_ph}"));
+            update = update
+                .expression_attribute_names(name_ph, name)
+                .expression_attribute_values(value_ph, value);
         }
+        let update = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .build()
+            .map_err(build_error)?;
+        let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+        let (old_tags, new_tags) = (&old.container_registry_tags, &new.container_registry_tags);
+        for tag in new_tags.iter().filter(|t| !old_tags.contains(t)) {
+            actions.push(self.put_index(tag, id)?);
+        }
+        // Removed tags go in the same transaction when there is room (always, for entries within
+        // today's tag limit); a legacy entry's surplus is removed right after: an extra index item
+        // only costs a read.
+        let mut spill = Vec::new();
+        for tag in old_tags.iter().filter(|t| !new_tags.contains(t)) {
+            if actions.len() < MAX_TRANSACT_ACTIONS {
+                actions.push(self.delete_index(tag, id)?);
+            } else {
+                spill.push((tag.clone(), id.clone()));
+            }
+        }
+        for attempt in 0..ATTEMPTS {
+            match self.transact(actions.clone()).await? {
+                Outcome::Done => {
+                    if !spill.is_empty() {
+                        self.delete_index_items(spill).await?;
+                    }
+                    return Ok(());
+                }
+                Outcome::ConditionFailed => return Err(StoreError::VersionConflict),
+                Outcome::Conflict => backoff(attempt).await,
+            }
+        }
+        Err(StoreError::VersionConflict)
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(id)))
-            .condition_expression("attribute_exists(#id)")
-            .expression_attribute_names("#id", KEY)
-            .send()
-            .await;
-        condition_held(result)
+        for attempt in 0..ATTEMPTS {
+            // The index items to delete are the stored entry's tags, at the version read.
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key_of(id)))
+                .consistent_read(true)
+                .projection_expression("#t, #v")
+                .expression_attribute_names("#t", TAGS)
+                .expression_attribute_names("#v", VERSION)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let Some(item) = out.item else {
+                return Ok(false);
+            };
+            let version = item.get(VERSION).cloned().unwrap_or_else(|| n(0));
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_of(id)))
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(":v", version)
+                .build()
+                .map_err(build_error)?;
+            let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
+            let mut spill = Vec::new();
+            for tag in item_tags(&item) {
+                if actions.len() < MAX_TRANSACT_ACTIONS {
+                    actions.push(self.delete_index(&tag, id)?);
+                } else {
+                    spill.push((tag, id.to_string()));
+                }
+            }
+            match self.transact(actions).await? {
+                Outcome::Done => {
+                    if !spill.is_empty() {
+                        self.delete_index_items(spill).await?;
+                    }
+                    return Ok(true);
+                }
+                // Changed or deleted since it was read: read it again.
+                Outcome::ConditionFailed | Outcome::Conflict => backoff(attempt).await,
+            }
+        }
+        Err(StoreError::VersionConflict)
     }
 
-    async fn scan(
+    async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
+        match request.plan {
+            Plan::Tags(plan) if self.index_ready().await => {
+                self.scan_index(plan, request.after, request.max_entries, request.max_bytes)
+                    .await
+            }
+            _ => self.scan_table(request, true).await,
+        }
+    }
+
+    async fn probe_targets(
         &self,
-        filter: &Filter,
         after: Option<&str>,
-        max_scanned: usize,
-    ) -> Result<ScanChunk, StoreError> {
-        let pushdown = filter::translate_with(filter, &self.pushdown);
-        let mut request = self
+        max: usize,
+    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+        // Only the id and the URL travel, and an eventually consistent read costs half.
+        let out = self
             .client
             .scan()
             .table_name(&self.table)
-            .consistent_read(true)
-            .limit(i32::try_from(max_scanned.clamp(1, 10_000)).unwrap_or(10_000))
-            .set_exclusive_start_key(after.map(key_of));
-        if let Some(expr) = pushdown {
-            let mut values = HashMap::with_capacity(expr.values.len());
-            for (name, value) in expr.values {
-                let value = dynamo::to_attribute_value(value).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot encode a filter value: {e}"))
-                })?;
-                values.insert(name, value);
-            }
-            request = request
-                .filter_expression(expr.expression)
-                .set_expression_attribute_names((!expr.names.is_empty()).then_some(expr.names))
-                .set_expression_attribute_values((!values.is_empty()).then_some(values));
-        }
-        let out = request.send().await.map_err(sdk_error)?;
-        let scanned = usize::try_from(out.scanned_count).unwrap_or(0);
-        let last_key = match out.last_evaluated_key {
-            Some(key) => match key.get(KEY) {
-                Some(AttributeValue::S(id)) => Some(id.clone()),
-                _ => {
-                    return Err(StoreError::Unavailable(
-                        "DynamoDB returned a LastEvaluatedKey without the id".into(),
-                    ));
-                }
-            },
-            None => None,
-        };
-        let candidates = out
+            .projection_expression("#id, #url")
+            .expression_attribute_names("#id", KEY)
+            .expression_attribute_names("#url", PUBLIC_URL)
+            .consistent_read(false)
+            .limit(i32::try_from(max.clamp(1, 10_000)).unwrap_or(10_000))
+            .set_exclusive_start_key(after.map(key_of))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let next = last_id(out.last_evaluated_key)?;
+        let targets = out
             .items
             .unwrap_or_default()
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ScanChunk {
-            candidates,
-            last_key,
-            scanned,
-        })
+            .iter()
+            .filter_map(|item| Some((string_attr(item, KEY)?, string_attr(item, PUBLIC_URL)?)))
+            .collect();
+        Ok((targets, next))
     }
 
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError> {
         let health = dynamo::to_attribute_value(health).map_err(|e| {
             StoreError::Unavailable(format!("cannot encode the health result: {e}"))
         })?;
-        // One UpdateItem touches only the health field; the version bump makes a concurrent
-        // read-modify-write of the entry retry instead of writing back an older health result.
+        // One UpdateItem touches only the health field, so it never races an owner's update.
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(id)))
-            .update_expression("SET #h = :h, #v = #v + :one")
+            .update_expression("SET #h = :h")
             .condition_expression("attribute_exists(#id)")
             .expression_attribute_names("#h", HEALTH)
-            .expression_attribute_names("#v", VERSION)
             .expression_attribute_names("#id", KEY)
             .expression_attribute_values(":h", health)
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
             .await;
         condition_held(result)
     }
 
+    async fn reindex(&self) -> Result<ReindexReport, StoreError> {
+        let mut report = ReindexReport::default();
+        // 1. Every entry's id, tags and version.
+        let mut entries: HashMap<String, (Vec<String>, AttributeValue)> = HashMap::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .projection_expression("#id, #t, #v")
+                .expression_attribute_names("#id", KEY)
+                .expression_attribute_names("#t", TAGS)
+                .expression_attribute_names("#v", VERSION)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(id) = string_attr(&item, KEY) {
+                    let version = item.get(VERSION).cloned().unwrap_or_else(|| n(0));
+                    entries.insert(id, (item_tags(&item), version));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        report.entries = entries.len();
+        // 2. Their index items (a put of an existing item changes nothing).
+        let mut puts = Vec::new();
+        for (id, (tags, _)) in &entries {
+            for tag in tags {
+                let put = PutRequest::builder()
+                    .set_item(Some(index_key(tag, id)))
+                    .build()
+                    .map_err(build_error)?;
+                puts.push(WriteRequest::builder().put_request(put).build());
+            }
+        }
+        report.index_keys = puts.len();
+        self.batch_write(&self.tag_table, puts).await?;
+        // 3. Index items no entry calls for. Each is removed only if its entry is still at the
+        // version read above (or gone): an entry updated since then keeps its index itself.
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.tag_table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                let (Some(tag), Some(id)) = (string_attr(&item, TAG), string_attr(&item, KEY))
+                else {
+                    continue;
+                };
+                if tag == INDEX_MARKER_TAG {
+                    continue;
+                }
+                let (wanted, guard) = match entries.get(&id) {
+                    Some((tags, version)) => (tags.contains(&tag), Some(version.clone())),
+                    None => (false, None),
+                };
+                if wanted {
+                    continue;
+                }
+                let check = match guard {
+                    Some(version) => ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_of(&id)))
+                        .condition_expression("#v = :v")
+                        .expression_attribute_names("#v", VERSION)
+                        .expression_attribute_values(":v", version),
+                    None => ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_of(&id)))
+                        .condition_expression("attribute_not_exists(#id)")
+                        .expression_attribute_names("#id", KEY),
+                }
+                .build()
+                .map_err(build_error)?;
+                let actions = vec![
+                    TransactWriteItem::builder().condition_check(check).build(),
+                    self.delete_index(&tag, &id)?,
+                ];
+                if matches!(self.transact(actions).await?, Outcome::Done) {
+                    report.stale_keys_removed += 1;
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        // 4. From now on queries may trust the index.
+        self.mark_index_complete().await?;
+        Ok(report)
+    }
+
     fn describe(&self) -> String {
-        format!("DynamoDB table {}", self.table)
+        format!(
+            "DynamoDB table {} (tag index {})",
+            self.table, self.tag_table
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entry::MAX_TAG_CHARS;
+
+    #[test]
+    fn the_index_marker_can_never_be_a_tag() {
+        assert!(INDEX_MARKER_TAG.chars().count() > MAX_TAG_CHARS);
+        assert!(!storable_tag(INDEX_MARKER_TAG));
     }
 }
