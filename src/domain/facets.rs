@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::entry::{ContainerRegistry, RegistryType, StorageType};
