@@ -556,6 +556,26 @@ async fn with_javascript(driver: &WebDriver, base: &str, store: &str, shots: Opt
             .unwrap(),
     );
     assert!(table.contains("API version registry/2.0"), "{table}");
+    // Again within the service's cooldown: the stored result comes back, said to be one.
+    driver
+        .find(By::Css("#check-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let again = wait_for("the cached answer", || async {
+        let text = driver
+            .find(By::Id("check-status"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("not probed again").then_some(text)
+    })
+    .await;
+    assert!(again.contains("(healthy)"), "{again}");
     // The result was stored: the server renders it on the next visit.
     driver.refresh().await.unwrap();
     let badge = driver

@@ -106,7 +106,10 @@
         const body = await res.json();
         const r = body.data && body.data.status ? body.data : null;
         if (!r) {
-          status.textContent = body.error || ("The check answered HTTP " + res.status);
+          // e.g. 429 when every probe slot is busy: say so, and when to try again.
+          const retry = res.headers.get("Retry-After");
+          status.textContent = (body.error || ("The check answered HTTP " + res.status)) +
+            (retry ? " (try again in " + retry + " s)" : "");
           return;
         }
         const badge = $("#health-badge");
@@ -115,8 +118,9 @@
         const time = document.createElement("time");
         time.dateTime = r.checked_at;
         const at = Date.parse(r.checked_at);
-        // A result older than the click is the service's cached answer (it has a cooldown).
-        const cached = !isNaN(at) && at < asked - 2000;
+        // Within the cooldown the service answers its stored result with an Age header; a result
+        // older than the click is one too, whatever the headers say.
+        const cached = res.headers.has("Age") || (!isNaN(at) && at < asked - 2000);
         time.textContent = cached ? "checked " + Math.round((Date.now() - at) / 1000) + " s ago" : "just now";
         badge.append(" ", time);
         fillHealth(r);
