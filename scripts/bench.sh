@@ -1,40 +1,48 @@
 #!/usr/bin/env bash
-# Measures the local server (release build, embedded store) with wrk on loopback, inside a
-# loopback-only network namespace. Reproduces the README's throughput table:
+# The benchmark behind the README's Performance table: one run, one table, every figure beside its
+# target. It installs what it measures with (wrk, Flask and mongomock, dynalite, cargo-lambda),
+# builds (release: the server, the axum hello-world baseline, the arm64 Lambda zip), then measures
+# everything inside a loopback-only network namespace (scripts/bench/run.sh).
 #
-#   cargo build --release && ./scripts/bench.sh
+#   ./scripts/bench.sh                # as root (apt, unshare)
 #
-# Needs root (unshare) and wrk (apt-get install -y wrk). ENTRIES (default 1000), DURATION (10s).
+# Settings (environment): DURATION (wrk, default 10s), THREADS (2), CONNECTIONS (32), PASSES (20,
+# full passes of the unindexed filter), REQUESTS (30, sequential DynamoDB queries), INIT_RUNS (20,
+# Lambda cold starts), LAMBDA_ZIP=0 to skip the arm64 build (its sizes then read "not built").
+# Benchmarks are not tests: scripts/test.sh never runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="${CARGO_TARGET_DIR:-target}/release/registry-db"
-[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 2; }
-entries="${ENTRIES:-1000}"
-duration="${DURATION:-10s}"
+step() { printf '\n==> %s\n' "$*" >&2; }
 
-exec unshare -n bash -s "$bin" "$entries" "$duration" <<'INNER'
-set -euo pipefail
-bin=$1 entries=$2 duration=$3
-ip link set lo up
-work=$(mktemp -d)
-RUST_LOG=warn "$bin" serve --addr 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
-server=$!
-trap 'kill $server; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
-base=$(sed -n 's/^registry-db listening on //p' "$work/out")
+step "tools"
+command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+python3 -c 'import flask, mongomock' 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check -r scripts/bench/requirements.txt
+[ -d node_modules/dynalite ] || npm ci --no-audit --no-fund --loglevel=error
+if [ "${LAMBDA_ZIP:-1}" = 1 ]; then
+  command -v cargo-lambda >/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check "$(grep '^cargo-lambda==' requirements-test.txt)"
+  rustup target list --installed | grep -qx aarch64-unknown-linux-gnu ||
+    rustup target add aarch64-unknown-linux-gnu
+fi
 
-echo "seeding $entries entries (1 in 50 tagged gpu)"
-for i in $(seq 1 "$entries"); do
-  tags='["cpu"]'; [ $((i % 50)) -eq 0 ] && tags='["gpu","ai"]'
-  printf '{"container_registry_id":"e%05d","container_registry_name":"registry-%d","container_registry_public_url":"http://10.0.0.%d:5000","container_registry_tags":%s,"container_registry_metadata":{"owner":"team-%d"}}\n' \
-    "$i" "$i" $((i % 250 + 1)) "$tags" $((i % 7))
-done | while read -r body; do
-  curl -sf -o /dev/null -X POST "$base/container_registry" -H 'Content-Type: application/json' -d "$body"
-done
+step "release builds"
+target=${CARGO_TARGET_DIR:-target}
+# Two invocations: an example brings in the dev-dependencies, whose features must not leak into
+# the server binary being measured.
+cargo build --release --locked --bin registry-db
+cargo build --release --locked --example hello
+lambda_dir=""
+if [ "${LAMBDA_ZIP:-1}" = 1 ]; then
+  # Exactly what SAM's rust-cargolambda build runs for template.yaml (release profile, arm64).
+  cargo lambda build --release --locked --arm64 --bin registry-db --output-format zip
+  lambda_dir=$target/lambda/registry-db
+fi
 
-echo; echo "== GET /container_registry/{id}"
-wrk -t2 -c64 -d"$duration" --latency "$base/container_registry/e00042" | sed -n '1,/Latency Distribution/p;/99%/p;/Requests\/sec/p'
-echo; echo "== POST /container_registries {\"container_registry_tags\": {\"\$in\": [\"gpu\"]}} over $entries entries"
-wrk -t2 -c64 -d"$duration" --latency -s scripts/bench/query.lua "$base/container_registries" | sed -n '1,/Latency Distribution/p;/99%/p;/Requests\/sec/p'
-INNER
+step "measuring, inside a loopback-only network namespace"
+export BENCH_BIN=$target/release/registry-db
+export BENCH_HELLO=$target/release/examples/hello
+# arm64 does not run here: Lambda init is timed on the x86_64 build of the same code and profile.
+export BENCH_LAMBDA_BIN=$target/release/registry-db
+export BENCH_LAMBDA_DIR=$lambda_dir
+exec unshare -n scripts/bench/run.sh
