@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::entry::{ContainerRegistry, RegistryType, StorageType};
 use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK, SCAN_CHUNK_BYTES};
 use crate::error::AppError;
-use crate::query::Filter;
+use crate::query::{Fields, Filter};
 use crate::store::{Plan, ScanRequest};
 
 /// Most distinct tags one facet answer lists (the most frequent first). An entry may carry 100
@@ -146,6 +146,7 @@ impl Registry {
         let mut scanned = 0usize;
         // The same plan as a query: a tag filter reads only the entries carrying its tags.
         let mut plan = Plan::for_filter(filter);
+        let fields = Fields::of(filter);
         loop {
             let chunk = self
                 .store()
@@ -167,13 +168,8 @@ impl Registry {
                 if everything || chunk.exact {
                     counter.add(&candidate.entry()?);
                 } else {
-                    let doc = candidate.document()?;
-                    if filter.matches(&doc) {
-                        let entry: ContainerRegistry =
-                            serde_json::from_value(doc).map_err(|e| {
-                                AppError::Store(format!("a stored entry is not readable: {e}"))
-                            })?;
-                        counter.add(&entry);
+                    if filter.matches(&candidate.document(&fields)?) {
+                        counter.add(&candidate.entry()?);
                     }
                 }
             }

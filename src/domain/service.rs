@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::entry::{ContainerRegistry, HEALTH, VERSION, validate_id};
 use crate::error::AppError;
 use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, probe_url, run_sweep};
-use crate::query::{Filter, Update};
+use crate::query::{Fields, Filter, Update};
 use crate::store::{Plan, ReindexReport, ScanRequest, Store, StoreError, StoredEntry};
 
 /// Paging limits. A page never exceeds `MAX_PAGE_BYTES` of entries, which keeps every response well
@@ -290,6 +290,7 @@ impl Registry {
         let mut bytes = 0usize;
         let mut scanned = 0usize;
         let mut chunks = 0u32;
+        let fields = Fields::of(filter);
         let page = |entries, after: Option<String>, used_index, scanned| Page {
             entries,
             next_cursor: after.map(|after| {
@@ -323,7 +324,7 @@ impl Registry {
             let mut candidates = chunk.candidates.into_iter().peekable();
             while let Some(entry) = candidates.next() {
                 // One parse per entry, and none when the store answered the filter exactly.
-                if !chunk.exact && !filter.matches(&entry.document()?) {
+                if !chunk.exact && !filter.matches(&entry.document(&fields)?) {
                     after = Some(entry.id);
                     continue;
                 }

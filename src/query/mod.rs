@@ -9,13 +9,14 @@
 //!
 //! Layout: `path` (dotted field paths), `value` (MongoDB equality and ordering of JSON values),
 //! `filter` (the filter tree and its parser), `eval` (evaluation against a document, with
-//! MongoDB's implicit array traversal), `update` (the update tree, its parser and its application),
+//! MongoDB's implicit array traversal), `project` (parsing only the fields a filter reads), `update` (the update tree, its parser and its application),
 //! `limits` (the bounds on what a client may send).
 
 mod eval;
 mod filter;
 mod limits;
 mod path;
+mod project;
 mod update;
 mod value;
 
@@ -29,6 +30,7 @@ pub use limits::{
     REGEX_SIZE_LIMIT,
 };
 pub use path::Path;
+pub use project::Fields;
 pub use update::{PullCond, Update, UpdateOp};
 pub use value::{compare_values, values_equal};
 

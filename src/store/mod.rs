@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::domain::entry::ContainerRegistry;
 use crate::health::ProbeResult;
-use crate::query::Filter;
+use crate::query::{Fields, Filter};
 
 pub use plan::Plan;
 
@@ -46,9 +46,10 @@ impl StoredEntry {
         serde_json::from_slice(&self.json).map_err(|e| unreadable(&self.id, e))
     }
 
-    /// The entry as a JSON document (for evaluating a filter): one parse.
-    pub fn document(&self) -> Result<Value, StoreError> {
-        serde_json::from_slice(&self.json).map_err(|e| unreadable(&self.id, e))
+    /// The entry as a JSON document holding only `fields` (for evaluating the filter they come
+    /// from): one parse, which builds nothing for the other fields.
+    pub fn document(&self, fields: &Fields) -> Result<Value, StoreError> {
+        fields.parse(&self.json).map_err(|e| unreadable(&self.id, e))
     }
 }
 
