@@ -67,6 +67,11 @@ pub struct StoreArgs {
     /// Create the DynamoDB table when it is missing (for local use, e.g. against dynalite).
     #[arg(long, env = "REGISTRY_DB_CREATE_TABLE")]
     pub create_table: bool,
+    /// On DynamoDB, which other instances also write to, facet counts are reused for at most this
+    /// many seconds (0: counted on every request); a write through this instance drops them at
+    /// once. The embedded store, which only this process writes, keeps them until its next write.
+    #[arg(long, env = "REGISTRY_DB_FACET_CACHE_SECS", default_value_t = crate::domain::facets::FACET_CACHE_MAX_AGE.as_secs())]
+    pub facet_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -175,7 +180,9 @@ impl ProbeArgs {
 
 /// Builds the registry service from store and probe settings.
 pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
-    Ok(Registry::new(store.open().await?, probe.prober()).with_check_policy(probe.check_policy()))
+    Ok(Registry::new(store.open().await?, probe.prober())
+        .with_check_policy(probe.check_policy())
+        .with_facet_max_age(Duration::from_secs(store.facet_cache_secs)))
 }
 
 /// `REGISTRY_DB_WRITE_TOKEN`, when set and not blank.

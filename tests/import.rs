@@ -152,7 +152,10 @@ async fn all(registry: &Registry) -> Vec<Value> {
         .await
         .unwrap();
     assert!(page.next_cursor.is_none());
-    page.entries.iter().map(|e| serde_json::from_slice(&e.json).unwrap()).collect()
+    page.entries
+        .iter()
+        .map(|e| serde_json::from_slice(&e.json).unwrap())
+        .collect()
 }
 
 /// `mongoexport --jsonArray --jsonFormat=canonical` (one line; every number typed, dates as

@@ -541,3 +541,134 @@ async fn a_full_page_with_its_assets_stays_under_60_kb() {
         one.len()
     );
 }
+
+/// POST /container_registries/facets: the matched count, the tag counts and the Age header.
+async fn facets_now(app: &Router) -> (u64, Vec<(String, u64)>, Option<u64>) {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/container_registries/facets")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let age = res
+        .headers()
+        .get("age")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    (
+        body["data"]["matched"].as_u64().unwrap(),
+        facet(&body["data"], "tags"),
+        age,
+    )
+}
+
+fn app_with_facet_age(store: std::sync::Arc<dyn registry_db::store::Store>, secs: u64) -> Router {
+    let registry =
+        registry_db::domain::service::Registry::new(store, support::loopback_prober(2000))
+            .with_facet_max_age(std::time::Duration::from_secs(secs));
+    registry_db::api::router(registry_db::api::AppState {
+        registry,
+        write_token: None,
+    })
+}
+
+#[tokio::test]
+async fn facet_counts_are_reused_until_a_write_through_this_instance() {
+    for s in stores().await {
+        // An hour: only a write may end the reuse here.
+        let app = app_with_facet_age(s.store.clone(), 3600);
+        create(&app, entry("a", &["ai"], json!({}))).await;
+        create(&app, entry("b", &["ai", "gpu"], json!({}))).await;
+        let (matched, _, age) = facets_now(&app).await;
+        assert_eq!((matched, age), (2, None), "{}: counted, not reused", s.name);
+        let (matched, _, age) = facets_now(&app).await;
+        assert_eq!(matched, 2);
+        assert!(
+            age.is_some(),
+            "{}: the second request reuses the count",
+            s.name
+        );
+
+        // Every kind of write is seen by the very next request.
+        create(&app, entry("c", &["edge"], json!({}))).await;
+        let (matched, tags, age) = facets_now(&app).await;
+        assert_eq!((matched, age), (3, None), "{}: after a create", s.name);
+        assert_eq!(tags, pairs(&[("ai", 2), ("edge", 1), ("gpu", 1)]));
+        let (status, _) = call(
+            &app,
+            "PUT",
+            "/container_registry/c",
+            Some(json!({"$set": {"container_registry_tags": ["gpu"]}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, tags, _) = facets_now(&app).await;
+        assert_eq!(
+            tags,
+            pairs(&[("ai", 2), ("gpu", 2)]),
+            "{}: after an update",
+            s.name
+        );
+        assert_eq!(
+            call(&app, "DELETE", "/container_registry/a", None).await.0,
+            StatusCode::OK
+        );
+        let (matched, tags, _) = facets_now(&app).await;
+        assert_eq!(matched, 2, "{}: after a delete", s.name);
+        assert_eq!(tags, pairs(&[("gpu", 2), ("ai", 1)]));
+
+        // A health check records its verdict: the health facet follows at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (status, _) = call(
+            &app,
+            "PUT",
+            "/container_registry/b",
+            Some(json!({"$set": {"container_registry_public_url": format!("http://127.0.0.1:{port}")}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(facets_now(&app).await.0, 2);
+        assert_eq!(
+            call(&app, "GET", "/check_container_health/b", None).await.0,
+            StatusCode::BAD_GATEWAY
+        );
+        let (_, body) = call(&app, "POST", "/container_registries/facets", None).await;
+        assert_eq!(
+            facet(&body["data"], "health"),
+            pairs(&[("never_checked", 1), ("unreachable", 1)]),
+            "{}: after a health check",
+            s.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn on_a_shared_store_counts_written_elsewhere_show_within_the_max_age() {
+    // Two instances over one DynamoDB table, as two Lambda instances are.
+    let table = support::dynamo_store_named("facets").await;
+    let here = app_with_facet_age(table.store.clone(), 1);
+    let elsewhere = app(table.store.clone(), None);
+    create(&here, entry("a", &["ai"], json!({}))).await;
+    assert_eq!(facets_now(&here).await.0, 1);
+    create(&elsewhere, entry("b", &["ai"], json!({}))).await;
+    // Within the max age this instance may not know yet; past it, it does.
+    let (matched, _, age) = facets_now(&here).await;
+    assert!(
+        matched == 2 || age.is_some_and(|a| a < 1),
+        "{matched} {age:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (matched, _, age) = facets_now(&here).await;
+    assert_eq!((matched, age), (2, None));
+
+    // With 0 the counts are never reused.
+    let never = app_with_facet_age(table.store.clone(), 0);
+    assert_eq!(facets_now(&never).await.2, None);
+    assert_eq!(facets_now(&never).await.2, None);
+}

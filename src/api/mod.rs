@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 use self::auth::WriteAccess;
 use self::body::{JsonBody, MAX_BODY_BYTES};
 use self::schema::*;
+use crate::domain::facets::Facets;
 use crate::domain::service::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Registry};
 use crate::error::AppError;
 use crate::health::is_probe_user_agent;
@@ -270,12 +271,15 @@ async fn query_entries(
 
 /// Count, over every entry matching a filter (the same body as the query), how many carry each tag,
 /// registry type, storage type and health status. Bounded by the same work limit as one query page:
-/// `complete` is false when the count stopped early.
+/// `complete` is false when the count stopped early. Counts are reused until the next write
+/// through this instance (on DynamoDB, for at most `--facet-cache-secs` as well); a reused answer
+/// carries an `Age` header.
 #[utoipa::path(
     post, path = "/container_registries/facets", tag = "entries",
     request_body(content = Object, description = "A filter, as for POST /container_registries, e.g. {\"container_registry_tags\": \"ai\"}"),
     responses(
-        (status = 200, description = "Facet counts", body = FacetsResponse),
+        (status = 200, description = "Facet counts", body = FacetsResponse,
+            headers(("Age" = u64, description = "Present when the counts were kept from an earlier request: seconds since they were counted"))),
         (status = 400, description = "Invalid filter (names the construct)", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 503, description = "Store unavailable", body = ErrorResponse),
@@ -284,13 +288,18 @@ async fn query_entries(
 async fn query_facets(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
-) -> Result<Json<FacetsResponse>, AppError> {
+) -> Result<Response, AppError> {
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
-    let facets = state.registry.facets(&filter).await?;
-    Ok(Json(FacetsResponse {
+    let (facets, age) = state.registry.facets_with_age(&filter).await?;
+    let body = Json(FacetsResponse {
         success: true,
-        data: facets,
-    }))
+        data: Facets::clone(&facets),
+    });
+    // Counts kept from an earlier request say how old they are, as a cached health result does.
+    Ok(match age {
+        Some(age) => ([(header::AGE, age.as_secs().to_string())], body).into_response(),
+        None => body.into_response(),
+    })
 }
 
 /// Probe the registry's OCI API (`{public_url}/v2/`) and record the result on the entry. Within the

@@ -3,8 +3,14 @@
 //! the exact `Filter::matches`), so a store's pushdown or tag index serves facets too, and stops at
 //! the same work bound as one query page: past it, `complete` is false and the counts cover the
 //! entries examined so far.
+//!
+//! Counting reads every match, where a page reads 20, so answers are kept per filter
+//! ([`FacetCache`]) until a write goes through this process's store; on a store other processes
+//! also write to (DynamoDB) for at most [`FACET_CACHE_MAX_AGE`] as well.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -19,6 +25,16 @@ use crate::store::{Plan, ScanRequest};
 /// tags, so 20,000 entries could carry two million distinct ones: far beyond a useful answer or
 /// Lambda's 6 MB response. `tags_truncated` says when more existed.
 pub const MAX_FACET_TAGS: usize = 500;
+
+/// Filters whose facet counts are kept at once; past it the oldest answer makes room.
+pub const FACET_CACHE_ENTRIES: usize = 64;
+/// Filters longer than this (as parsed, in bytes of their debug form) are counted every time, so
+/// that the cache stays small whatever clients send.
+const FACET_CACHE_MAX_KEY: usize = 4096;
+/// How long counts are kept by default when other processes may write to the store (DynamoDB):
+/// they may miss writes made elsewhere for this long (`--facet-cache-secs`). On the embedded
+/// store, which only this process writes, counts are kept until the next write, however long.
+pub const FACET_CACHE_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// The health facet's value for entries that were never probed (no `container_registry_health`).
 pub const NEVER_CHECKED: &str = "never_checked";
@@ -100,6 +116,50 @@ impl FacetCounter {
     }
 }
 
+/// Facet answers by filter, each with the store's write count when it was computed.
+pub struct FacetCache {
+    kept: Mutex<HashMap<String, Kept>>,
+    /// The longest an answer is reused when other processes may write to the store.
+    max_age: Duration,
+}
+
+struct Kept {
+    facets: Arc<Facets>,
+    writes: u64,
+    at: Instant,
+}
+
+impl FacetCache {
+    pub fn new(max_age: Duration) -> Self {
+        FacetCache {
+            kept: Mutex::default(),
+            max_age,
+        }
+    }
+
+    fn get(&self, key: &str, writes: u64, only_writer: bool) -> Option<(Arc<Facets>, Duration)> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let k = kept.get(key)?;
+        let age = k.at.elapsed();
+        (k.writes == writes && (only_writer || age < self.max_age))
+            .then(|| (Arc::clone(&k.facets), age))
+    }
+
+    fn put(&self, key: String, facets: Arc<Facets>, writes: u64, at: Instant) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= FACET_CACHE_ENTRIES && !kept.contains_key(&key) {
+            let oldest = kept
+                .iter()
+                .min_by_key(|(_, k)| k.at)
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                kept.remove(&oldest);
+            }
+        }
+        kept.insert(key, Kept { facets, writes, at });
+    }
+}
+
 fn bump(counts: &mut HashMap<String, u64>, value: &str) {
     match counts.get_mut(value) {
         Some(n) => *n += 1,
@@ -138,7 +198,35 @@ pub fn storage_type_str(t: StorageType) -> &'static str {
 
 impl Registry {
     /// Facet counts over every entry matching `filter`, within one query page's work bound.
-    pub async fn facets(&self, filter: &Filter) -> Result<Facets, AppError> {
+    pub async fn facets(&self, filter: &Filter) -> Result<Arc<Facets>, AppError> {
+        Ok(self.facets_with_age(filter).await?.0)
+    }
+
+    /// [`Registry::facets`], and how old the answer is when it was kept from an earlier request
+    /// (`None` when it was counted now).
+    pub async fn facets_with_age(
+        &self,
+        filter: &Filter,
+    ) -> Result<(Arc<Facets>, Option<Duration>), AppError> {
+        let key = format!("{filter:?}");
+        let cacheable = key.len() <= FACET_CACHE_MAX_KEY;
+        // Noted before reading: a write that lands during the count makes this answer stale at
+        // once, never the other way round.
+        let writes = self.writes();
+        let only_writer = self.store().only_writer();
+        if cacheable && let Some((facets, age)) = self.facet_cache().get(&key, writes, only_writer)
+        {
+            return Ok((facets, Some(age)));
+        }
+        let at = Instant::now();
+        let facets = Arc::new(self.count_facets(filter).await?);
+        if cacheable {
+            self.facet_cache().put(key, Arc::clone(&facets), writes, at);
+        }
+        Ok((facets, None))
+    }
+
+    async fn count_facets(&self, filter: &Filter) -> Result<Facets, AppError> {
         let mut counter = FacetCounter::default();
         // `{}` matches everything: skip turning every entry into a document to evaluate it.
         let everything = matches!(filter, Filter::And(all) if all.is_empty());

@@ -11,10 +11,11 @@ use futures::future::{BoxFuture, Shared};
 use serde_json::Value;
 
 use super::entry::{ContainerRegistry, HEALTH, VERSION, validate_id};
+use super::facets::{FACET_CACHE_MAX_AGE, FacetCache};
 use crate::error::AppError;
 use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, probe_url, run_sweep};
 use crate::query::{Fields, Filter, Update};
-use crate::store::{Plan, ReindexReport, ScanRequest, Store, StoreError, StoredEntry};
+use crate::store::{Plan, ReindexReport, ScanRequest, Store, StoreError, StoredEntry, Watched};
 
 /// Paging limits. A page never exceeds `MAX_PAGE_BYTES` of entries, which keeps every response well
 /// under Lambda's 6 MB payload limit whatever the entries hold.
@@ -107,7 +108,11 @@ type Flight = Shared<BoxFuture<'static, Result<HealthCheck, CheckFailure>>>;
 
 #[derive(Clone)]
 pub struct Registry {
+    /// `watched`, as the store every part of the service uses.
     store: Arc<dyn Store>,
+    /// Counts the writes made through `store`, for `facet_cache`.
+    watched: Arc<Watched>,
+    facet_cache: Arc<FacetCache>,
     prober: Prober,
     checks: CheckPolicy,
     /// The check of each entry in progress in this process: concurrent checks of one entry join it
@@ -174,12 +179,22 @@ fn decode_cursor(cursor: &str) -> Result<Cursor, AppError> {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, prober: Prober) -> Self {
+        let watched = Arc::new(Watched::new(store));
         Registry {
-            store,
+            store: Arc::clone(&watched) as Arc<dyn Store>,
+            watched,
+            facet_cache: Arc::new(FacetCache::new(FACET_CACHE_MAX_AGE)),
             prober,
             checks: CheckPolicy::default(),
             flights: Arc::default(),
         }
+    }
+
+    /// The same registry, reusing facet counts for at most `max_age` on a store that other
+    /// processes also write to (see [`FacetCache`]).
+    pub fn with_facet_max_age(mut self, max_age: Duration) -> Self {
+        self.facet_cache = Arc::new(FacetCache::new(max_age));
+        self
     }
 
     /// The same registry with another rationing of on-demand checks.
@@ -190,6 +205,15 @@ impl Registry {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Writes made through [`Registry::store`] so far.
+    pub(crate) fn writes(&self) -> u64 {
+        self.watched.writes()
+    }
+
+    pub(crate) fn facet_cache(&self) -> &FacetCache {
+        &self.facet_cache
     }
 
     pub async fn create(&self, body: Value) -> Result<ContainerRegistry, AppError> {

@@ -124,21 +124,32 @@ mod tests {
             "$nor": [{"e": {"$exists": true}}],
         }));
         let doc = json!({"a": {"b": 1, "x": [1, 2]}, "c": [{"d": 2}], "e": null, "f": {"g": "h"}, "z": 9});
-        let projected = Fields::of(&f)
-            .parse(doc.to_string().as_bytes())
-            .unwrap();
+        let projected = Fields::of(&f).parse(doc.to_string().as_bytes()).unwrap();
         assert_eq!(
             projected,
             json!({"a": {"b": 1, "x": [1, 2]}, "c": [{"d": 2}], "e": null})
         );
-        assert_eq!(Fields::of(&filter(json!({}))).parse(b"{\"a\": 1}").unwrap(), json!({}));
+        assert_eq!(
+            Fields::of(&filter(json!({}))).parse(b"{\"a\": 1}").unwrap(),
+            json!({})
+        );
     }
 
     #[test]
     fn refuses_what_a_whole_parse_refuses() {
         let fields = Fields::of(&filter(json!({"a": 1})));
-        for bad in [&b"[1]"[..], b"{\"a\": 1", b"{\"b\": [}", b"{\"a\": 1} x", b"nope"] {
-            assert!(fields.parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"[1]"[..],
+            b"{\"a\": 1",
+            b"{\"b\": [}",
+            b"{\"a\": 1} x",
+            b"nope",
+        ] {
+            assert!(
+                fields.parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         // Escaped keys are compared unescaped.
         assert_eq!(fields.parse(br#"{"\u0061": 2}"#).unwrap(), json!({"a": 2}));

@@ -470,6 +470,11 @@ impl Store for EmbeddedStore {
     fn describe(&self) -> String {
         format!("embedded store at {}", self.path.display())
     }
+
+    /// redb locks the file: no other process writes to it while this one has it open.
+    fn only_writer(&self) -> bool {
+        true
+    }
 }
 
 impl EmbeddedStore {

@@ -8,6 +8,7 @@
 pub mod dynamodb;
 pub mod embedded;
 pub mod plan;
+mod watched;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use crate::health::ProbeResult;
 use crate::query::{Fields, Filter};
 
 pub use plan::Plan;
+pub use watched::Watched;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,7 +51,9 @@ impl StoredEntry {
     /// The entry as a JSON document holding only `fields` (for evaluating the filter they come
     /// from): one parse, which builds nothing for the other fields.
     pub fn document(&self, fields: &Fields) -> Result<Value, StoreError> {
-        fields.parse(&self.json).map_err(|e| unreadable(&self.id, e))
+        fields
+            .parse(&self.json)
+            .map_err(|e| unreadable(&self.id, e))
     }
 }
 
@@ -143,4 +147,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short description for logs ("embedded store at ./data", "DynamoDB table T").
     fn describe(&self) -> String;
+
+    /// True when no other process can write to this store (the embedded store's file is locked by
+    /// the process that opened it), so an answer derived from it stays exact until this process
+    /// writes. See [`Watched`].
+    fn only_writer(&self) -> bool {
+        false
+    }
 }

@@ -16,6 +16,8 @@
 pub mod search;
 pub mod view;
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -186,7 +188,7 @@ pub struct ListPage {
     pub search: Search,
     pub error: String,
     pub cards: Vec<Card>,
-    pub facets: Facets,
+    pub facets: Arc<Facets>,
     pub tag_facets: Vec<TagFacet>,
     pub registry_types: Vec<Choice>,
     pub storage_types: Vec<Choice>,
@@ -214,7 +216,7 @@ pub fn health_label(value: &str) -> &'static str {
 }
 
 impl ListPage {
-    fn new(search: Search, error: String, cards: Vec<Card>, facets: Facets) -> ListPage {
+    fn new(search: Search, error: String, cards: Vec<Card>, facets: Arc<Facets>) -> ListPage {
         let tag_facets = search
             .tags
             .iter()
@@ -294,7 +296,7 @@ async fn list_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> 
         Ok(page) => render(StatusCode::OK, &page),
         Err(e) => {
             let status = e.status();
-            let page = ListPage::new(search, e.to_string(), Vec::new(), Facets::default());
+            let page = ListPage::new(search, e.to_string(), Vec::new(), Arc::default());
             render(status, &page)
         }
     }
@@ -325,7 +327,7 @@ async fn list(state: &AppState, search: &Search) -> Result<ListPage, AppError> {
             for e in &entries {
                 counter.add(e);
             }
-            counter.finish(page.scanned as u64, true)
+            Arc::new(counter.finish(page.scanned as u64, true))
         }
         None => registry.facets(&filter).await?,
     };
