@@ -1,6 +1,8 @@
 //! Optional write protection: with `REGISTRY_DB_WRITE_TOKEN` set, create, update and delete need
 //! `Authorization: Bearer <token>`; reads stay public. (On AWS, IAM auth at the API does this job.)
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -12,12 +14,12 @@ use crate::error::AppError;
 /// token is checked before the body is read.
 pub struct WriteAccess;
 
-impl FromRequestParts<AppState> for WriteAccess {
+impl FromRequestParts<Arc<AppState>> for WriteAccess {
     type Rejection = AppError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let Some(expected) = state.write_token.as_deref() else {
             return Ok(WriteAccess);

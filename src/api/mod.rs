@@ -29,7 +29,8 @@ use crate::error::AppError;
 use crate::health::is_probe_user_agent;
 use crate::query::Filter;
 
-#[derive(Clone)]
+/// What the handlers share. The router holds it in one `Arc`, so a request clones one pointer
+/// rather than the registry's several.
 pub struct AppState {
     pub registry: Registry,
     pub write_token: Option<Arc<str>>,
@@ -70,7 +71,7 @@ impl utoipa::Modify for WriteTokenScheme {
 pub const WRITE_SECURITY: &str = "write_token";
 
 /// Every documented route, once: the router and the OpenAPI document are both split from this.
-fn api_routes() -> OpenApiRouter<AppState> {
+fn api_routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_entry))
         .routes(routes!(get_entry, update_entry, delete_entry))
@@ -100,7 +101,7 @@ pub fn router(state: AppState) -> Router {
             panic_response,
         ))
         .layer(middleware::from_fn(log_request))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// The OpenAPI document alone (for tests and tooling).
@@ -124,7 +125,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 )]
 async fn create_entry(
     _: WriteAccess,
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let body = body.ok_or_else(|| AppError::BadRequest {
@@ -159,7 +160,7 @@ async fn create_entry(
     ),
 )]
 async fn get_entry(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let entry = state.registry.get(&id).await?;
@@ -185,7 +186,7 @@ async fn get_entry(
 )]
 async fn update_entry(
     _: WriteAccess,
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<UpdatedResponse>, AppError> {
@@ -218,7 +219,7 @@ async fn update_entry(
 )]
 async fn delete_entry(
     _: WriteAccess,
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeletedResponse>, AppError> {
     state.registry.delete(&id).await?;
@@ -244,7 +245,7 @@ async fn delete_entry(
     ),
 )]
 async fn query_entries(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
@@ -286,7 +287,7 @@ async fn query_entries(
     ),
 )]
 async fn query_facets(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
@@ -321,7 +322,7 @@ async fn query_facets(
     ),
 )]
 async fn check_health(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {

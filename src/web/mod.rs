@@ -71,7 +71,7 @@ const JS_VERSION: u64 = fingerprint(JS.as_bytes());
 /// no framing; forms only submit here.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(ROUTES[0].1, get(list_page))
         .route(ROUTES[1].1, get(registry_page))
@@ -290,7 +290,7 @@ impl ListPage {
     }
 }
 
-async fn list_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+async fn list_page(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
     let search = Search::from_query(query.as_deref());
     match list(&state, &search).await {
         Ok(page) => render(StatusCode::OK, &page),
@@ -454,7 +454,7 @@ fn health_rows(h: &crate::health::ProbeResult) -> Vec<Row> {
         .collect()
 }
 
-async fn registry_page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn registry_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match state.registry.get(&id).await {
         Ok(entry) => match page_entry(entry) {
             Ok(entry) => render(StatusCode::OK, &RegistryPage::new(entry)),
