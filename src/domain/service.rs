@@ -332,7 +332,7 @@ impl Registry {
                     filter,
                     plan: &plan,
                     after: after.as_deref(),
-                    max_entries: chunk_entries(&plan, limit - entries.len(), chunks)
+                    max_entries: chunk_entries(limit - entries.len(), chunks)
                         .min(MAX_SCANNED_PER_PAGE - scanned)
                         .max(1),
                     max_bytes: SCAN_CHUNK_BYTES,
@@ -460,17 +460,15 @@ impl Registry {
     }
 }
 
-/// Entries to read in the next chunk when `wanted` more are needed for the page. A scan reads large
-/// chunks (its cost is the table anyway). The tag index reads what the page still needs, doubling
-/// with every chunk of one request when the filter rejects some: pages then read few entries that
-/// the next page reads again (a store tells by itself whether more follow).
-fn chunk_entries(plan: &Plan, wanted: usize, chunks_read: u32) -> usize {
-    match plan {
-        Plan::Tags(_) => wanted
-            .saturating_mul(1 << chunks_read.min(10))
-            .min(SCAN_CHUNK),
-        Plan::Scan => SCAN_CHUNK,
-    }
+/// Entries to read in the next chunk when `wanted` more are needed for the page: what the page still
+/// needs, doubling with every chunk of one request when the filter rejects some, up to
+/// [`SCAN_CHUNK`]. A page of 20 that most entries match reads about 20, not a whole chunk whose
+/// rest the next page reads again; a rare match costs a few more (cheap) chunks. A store tells by
+/// itself whether more follow. The same for a scan and the tag index.
+fn chunk_entries(wanted: usize, chunks_read: u32) -> usize {
+    wanted
+        .saturating_mul(1 << chunks_read.min(10))
+        .min(SCAN_CHUNK)
 }
 
 /// Takes a finished check out of the map of checks in progress.
