@@ -9,11 +9,6 @@ use registry_db::health::SweepOptions;
 use registry_db::server::{ServeOptions, serve};
 use registry_db::{lambda, telemetry};
 
-/// mimalloc instead of glibc's malloc: a page or a query allocates many small strings per entry,
-/// and glibc's allocator was a third of a discovery page's profile (README, Performance).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {

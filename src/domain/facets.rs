@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::entry::{ContainerRegistry, RegistryType, StorageType};
+use super::entry::{ContainerRegistry, RegistryType, StorageInfo, StorageType};
 use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK, SCAN_CHUNK_BYTES};
 use crate::error::AppError;
+use crate::health::ProbeResult;
 use crate::query::{Fields, Filter};
 use crate::store::{Plan, ScanRequest};
 
@@ -81,21 +82,26 @@ pub struct FacetCounter {
 impl FacetCounter {
     /// Counts one matching entry.
     pub fn add(&mut self, entry: &ContainerRegistry) {
+        self.add_parts(
+            &entry.container_registry_tags,
+            &entry.container_registry_storage_info,
+            entry.container_registry_health.as_ref(),
+        );
+    }
+
+    /// Counts one matching entry given the three fields facets count.
+    pub fn add_parts(&mut self, tags: &[String], info: &StorageInfo, health: Option<&ProbeResult>) {
         self.matched += 1;
-        for tag in &entry.container_registry_tags {
+        for tag in tags {
             bump(&mut self.tags, tag);
         }
-        let info = &entry.container_registry_storage_info;
         if let Some(t) = info.registry_type {
             bump(&mut self.registry_types, registry_type_str(t));
         }
         if let Some(t) = info.storage_type {
             bump(&mut self.storage_types, storage_type_str(t));
         }
-        let status = entry
-            .container_registry_health
-            .as_ref()
-            .map_or(NEVER_CHECKED, |h| h.status.as_str());
+        let status = health.map_or(NEVER_CHECKED, |h| h.status.as_str());
         bump(&mut self.health, status);
     }
 

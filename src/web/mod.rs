@@ -30,7 +30,7 @@ use chrono::Utc;
 use self::search::{
     HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, registry_type_str, storage_type_str,
 };
-use self::view::{Badge, Card, Row};
+use self::view::{Badge, Card, CardSource, Row};
 use crate::api::AppState;
 use crate::domain::entry::ContainerRegistry;
 use crate::domain::facets::{FacetCount, FacetCounter, Facets};
@@ -316,8 +316,12 @@ async fn list(state: &AppState, search: &Search) -> Result<ListPage, AppError> {
     let next_cursor = page.next_cursor.clone();
     let entries = page
         .entries
-        .into_iter()
-        .map(page_entry)
+        .iter()
+        .map(|e| {
+            serde_json::from_slice::<CardSource>(&e.json).map_err(|err| {
+                AppError::Store(format!("the stored entry {} is not readable: {err}", e.id))
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let facets = match facets {
         Some(f) => f,
@@ -325,7 +329,11 @@ async fn list(state: &AppState, search: &Search) -> Result<ListPage, AppError> {
         None if next_cursor.is_none() => {
             let mut counter = FacetCounter::default();
             for e in &entries {
-                counter.add(e);
+                counter.add_parts(
+                    &e.container_registry_tags,
+                    &e.container_registry_storage_info,
+                    e.container_registry_health.as_ref(),
+                );
             }
             Arc::new(counter.finish(page.scanned as u64, true))
         }

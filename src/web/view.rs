@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::search::{registry_type_str, storage_type_str};
-use crate::domain::entry::ContainerRegistry;
+use crate::domain::entry::{ContainerRegistry, StorageInfo};
 use crate::health::{HealthStatus, ProbeResult};
 
 /// Tags shown on a card; the rest are counted ("+3 more") and listed on the registry's page.
@@ -73,8 +73,22 @@ pub struct Card {
     pub badge: Badge,
 }
 
+/// The fields of a stored entry that a card shows and the facets count, parsed without the
+/// metadata and config objects a card does not show (building them was most of a list page's
+/// parsing).
+#[derive(Debug, serde::Deserialize)]
+pub struct CardSource {
+    pub container_registry_id: String,
+    pub container_registry_name: String,
+    pub container_registry_tags: Vec<String>,
+    pub container_registry_image_prefix: String,
+    pub container_registry_storage_info: StorageInfo,
+    #[serde(default)]
+    pub container_registry_health: Option<ProbeResult>,
+}
+
 impl Card {
-    pub fn new(e: &ContainerRegistry, now: DateTime<Utc>) -> Card {
+    pub fn new(e: &CardSource, now: DateTime<Utc>) -> Card {
         let tags = &e.container_registry_tags;
         Card {
             id: e.container_registry_id.clone(),
