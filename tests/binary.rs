@@ -235,3 +235,74 @@ async fn reindex_command_rebuilds_the_tag_index_of_a_data_folder() {
         .collect();
     assert_eq!(ids, ["r1", "r2"]);
 }
+
+/// The request log a server writes to stderr: one line per request with method, the route template
+/// (not the path a client sent), status and latency; "unmatched" when no route matched.
+#[test]
+fn every_request_is_logged_with_its_route_template_and_status() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_registry-db"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .env_remove("REGISTRY_DB_WRITE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("registry-db listening on ")
+        .unwrap()
+        .to_string();
+    let client = reqwest::blocking::Client::new();
+    let created = client
+        .post(format!("{base}/container_registry"))
+        .json(&seed_entry())
+        .send()
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        client
+            .get(format!("{base}/container_registry/no-such-id"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/nowhere"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let requests: Vec<&str> = log.lines().filter(|l| l.contains("request")).collect();
+    let has = |parts: &[&str]| requests.iter().any(|l| parts.iter().all(|p| l.contains(p)));
+    assert!(
+        has(&["POST", "/container_registry", "status=201", "latency_ms="]),
+        "{log}"
+    );
+    assert!(
+        has(&["GET", "/container_registry/{id}", "status=404"]),
+        "{log}"
+    );
+    assert!(
+        !log.contains("no-such-id"),
+        "the template is logged, not the path: {log}"
+    );
+    assert!(has(&["GET", "unmatched", "status=404"]), "{log}");
+}

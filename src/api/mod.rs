@@ -3,15 +3,14 @@
 
 pub mod auth;
 pub mod body;
+mod log;
 mod raw;
 pub mod schema;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -93,14 +92,13 @@ pub fn router(state: AppState) -> Router {
     routes
         .route("/openapi.json", get(serve_doc))
         .merge(crate::web::routes())
-        .route_layer(middleware::from_fn(remember_route))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(middleware::from_fn(log_request))
+        .layer(log::LogLayer)
         .with_state(Arc::new(state))
 }
 
@@ -404,35 +402,6 @@ impl PageParams {
         }
         Ok(params)
     }
-}
-
-/// Copies the matched route template into the response, for the request log.
-async fn remember_route(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let mut response = next.run(req).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(route);
-    }
-    response
-}
-
-/// One log line per request: method, route, status, latency.
-async fn log_request(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let route = response
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    tracing::info!(
-        method = %method,
-        route,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
-        "request"
-    );
-    response
 }
 
 async fn no_route(uri: Uri) -> AppError {
