@@ -340,7 +340,7 @@ async fn list(state: &AppState, search: &Search) -> Result<ListPage, AppError> {
         None => registry.facets(&filter).await?,
     };
     let now = Utc::now();
-    let cards = entries.iter().map(|e| Card::new(e, now)).collect();
+    let cards = entries.into_iter().map(|e| Card::new(e, now)).collect();
     let mut out = ListPage::new(search.clone(), String::new(), cards, facets);
     if let Some(cursor) = next_cursor {
         let qs = search.query_string();

@@ -88,13 +88,15 @@ pub struct CardSource {
 }
 
 impl Card {
-    pub fn new(e: &CardSource, now: DateTime<Utc>) -> Card {
-        let tags = &e.container_registry_tags;
+    pub fn new(e: CardSource, now: DateTime<Utc>) -> Card {
+        let mut tags = e.container_registry_tags;
+        let more_tags = tags.len().saturating_sub(CARD_TAGS);
+        tags.truncate(CARD_TAGS);
         Card {
-            id: e.container_registry_id.clone(),
-            name: e.container_registry_name.clone(),
-            tags: tags.iter().take(CARD_TAGS).cloned().collect(),
-            more_tags: tags.len().saturating_sub(CARD_TAGS),
+            id: e.container_registry_id,
+            name: e.container_registry_name,
+            tags,
+            more_tags,
             registry_type: e
                 .container_registry_storage_info
                 .registry_type
@@ -103,7 +105,7 @@ impl Card {
                 .container_registry_storage_info
                 .storage_type
                 .map_or("", storage_type_str),
-            image_prefix: e.container_registry_image_prefix.clone(),
+            image_prefix: e.container_registry_image_prefix,
             badge: badge(e.container_registry_health.as_ref(), now),
         }
     }
