@@ -13,8 +13,12 @@ use registry_db::{lambda, telemetry};
 async fn main() -> anyhow::Result<()> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         telemetry::init(true);
+        // Reading the system's root certificates takes milliseconds (README, Performance): on a
+        // thread of its own, it overlaps the rest of init and the wait for the first event instead
+        // of delaying the first `next`. The first HTTPS request waits for it if need be.
+        std::thread::spawn(|| drop(registry_db::tls::client_config()));
         let (store, probe) = config::lambda_settings()?;
-        let registry = config::registry(&store, &probe).await?;
+        let registry = config::lambda_registry(&store, &probe).await?;
         let app = router(AppState {
             registry: registry.clone(),
             write_token: config::write_token(),
