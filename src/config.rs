@@ -173,17 +173,8 @@ impl ProbeArgs {
     }
 }
 
-/// Builds the registry service from store and probe settings, with the probe's HTTP client, so
-/// that a broken installation (no root certificates) stops the command at start.
+/// Builds the registry service from store and probe settings.
 pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
-    let prober = probe.prober();
-    prober.ready().map_err(anyhow::Error::msg)?;
-    Ok(Registry::new(store.open().await?, prober).with_check_policy(probe.check_policy()))
-}
-
-/// [`registry`] for a Lambda cold start, which asks for its first event as soon as it can: the
-/// probe's HTTP client is built at the first probe (`provided.al2023` always has root certificates).
-pub async fn lambda_registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
     Ok(Registry::new(store.open().await?, probe.prober()).with_check_policy(probe.check_policy()))
 }
 

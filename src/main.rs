@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         // of delaying the first `next`. The first HTTPS request waits for it if need be.
         std::thread::spawn(|| drop(registry_db::tls::client_config()));
         let (store, probe) = config::lambda_settings()?;
-        let registry = config::lambda_registry(&store, &probe).await?;
+        let registry = config::registry(&store, &probe).await?;
         let app = router(AppState {
             registry: registry.clone(),
             write_token: config::write_token(),
@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(false);
     match Cli::parse().command {
         Command::Serve(args) => {
+            tls_ready()?;
             let registry = config::registry(&args.store, &args.probe).await?;
             let opts = ServeOptions {
                 addr: args.addr,
@@ -45,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sweep(args) => {
+            tls_ready()?;
             let registry = config::registry(&args.store, &args.probe).await?;
             let report = registry.sweep(&SweepOptions::default()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -56,4 +58,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(code)
         }
     }
+}
+
+/// Probes build their HTTP client at the first probe (and inside Lambda nothing waits for the
+/// root certificates): the commands that probe read them at start, so that a machine without any
+/// stops there rather than at its first health check.
+fn tls_ready() -> anyhow::Result<()> {
+    registry_db::tls::client_config()
+        .map(drop)
+        .map_err(anyhow::Error::msg)
 }

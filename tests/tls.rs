@@ -1,6 +1,7 @@
 //! HTTPS through the process's one TLS setup (`src/tls.rs`): the real `registry-db serve` binary
 //! trusts exactly the system's root certificates (here `SSL_CERT_FILE`, a test CA), for DynamoDB
-//! (dynalite over HTTPS, through the SDK's HTTP client on reqwest) and for health probes alike.
+//! (dynalite over HTTPS, through the SDK's HTTP client on reqwest) and for health probes alike, and
+//! does not start without any.
 
 mod support;
 
@@ -260,4 +261,29 @@ fn serve_refuses_a_dynamodb_endpoint_whose_certificate_the_system_does_not_trust
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("cannot reach DynamoDB table"), "{stderr}");
     assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+}
+
+#[test]
+fn serve_without_root_certificates_stops_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_registry-db"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("SSL_CERT_FILE", dir.path().join("none.pem"))
+        .env("SSL_CERT_DIR", dir.path())
+        .env_remove("REGISTRY_DB_STORE")
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "it listened: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("No CA certificates were loaded"),
+        "{stderr}"
+    );
 }

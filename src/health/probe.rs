@@ -222,8 +222,8 @@ pub struct ProbeBusy {
 /// Probes registries. Cheap to clone: clones share one HTTP client.
 #[derive(Clone)]
 pub struct Prober {
-    /// Built at the first probe, or by [`Prober::ready`]: it needs the system's root certificates
-    /// (`crate::tls`), which a Lambda cold start does not wait for.
+    /// Built at the first probe: it needs the system's root certificates (`crate::tls`), which a
+    /// Lambda cold start does not wait for (`main.rs`).
     client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     cfg: Arc<ProbeConfig>,
     policy: Arc<AddressPolicy>,
@@ -281,7 +281,7 @@ struct Answer {
 }
 
 impl Prober {
-    /// Builds the prober. Its HTTP client is built at the first probe, or by [`Prober::ready`].
+    /// Builds the prober. Its HTTP client is built at the first probe.
     pub fn new(cfg: ProbeConfig) -> Prober {
         let policy = Arc::new(AddressPolicy {
             allow_loopback: cfg.allow_loopback,
@@ -297,27 +297,14 @@ impl Prober {
         }
     }
 
-    /// Builds the HTTP client now, if it is not built yet. The local server and the command line
-    /// call this at start, so that a broken installation (no root certificates) stops them there.
-    ///
-    /// # Errors
-    /// When the TLS backend cannot initialise.
-    pub fn ready(&self) -> Result<(), String> {
-        self.built_client().map(drop)
-    }
-
-    fn built_client(&self) -> Result<&reqwest::Client, String> {
+    /// # Panics
+    /// When the TLS backend cannot initialise: a broken installation (no root certificates), not a
+    /// runtime condition, which `registry-db serve` and `sweep` report at start.
+    fn client(&self) -> &reqwest::Client {
         self.client
             .get_or_init(|| build_client(&self.cfg, &self.policy))
             .as_ref()
-            .map_err(|e| format!("the probe's HTTP client (rustls) could not be built: {e}"))
-    }
-
-    /// # Panics
-    /// When the TLS backend cannot initialise: a broken installation, not a runtime condition,
-    /// which [`Prober::ready`] reports at start.
-    fn client(&self) -> &reqwest::Client {
-        self.built_client().unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("the probe's HTTP client (rustls) could not be built: {e}"))
     }
 
     pub fn config(&self) -> &ProbeConfig {
