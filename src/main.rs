@@ -13,6 +13,10 @@ use registry_db::{lambda, telemetry};
 async fn main() -> anyhow::Result<()> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         telemetry::init(true);
+        // Reading the system's root certificates takes milliseconds (README, Performance): on a
+        // thread of its own, it overlaps the rest of init and the wait for the first event instead
+        // of delaying the first `next`. The first HTTPS request waits for it if need be.
+        std::thread::spawn(|| drop(registry_db::tls::client_config()));
         let (store, probe) = config::lambda_settings()?;
         let registry = config::registry(&store, &probe).await?;
         let app = router(AppState {
@@ -26,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(false);
     match Cli::parse().command {
         Command::Serve(args) => {
+            tls_ready()?;
             let registry = config::registry(&args.store, &args.probe).await?;
             let opts = ServeOptions {
                 addr: args.addr,
@@ -41,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sweep(args) => {
+            tls_ready()?;
             let registry = config::registry(&args.store, &args.probe).await?;
             let report = registry.sweep(&SweepOptions::default()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -52,4 +58,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(code)
         }
     }
+}
+
+/// Probes build their HTTP client at the first probe (and inside Lambda nothing waits for the
+/// root certificates): the commands that probe read them at start, so that a machine without any
+/// stops there rather than at its first health check.
+fn tls_ready() -> anyhow::Result<()> {
+    registry_db::tls::client_config()
+        .map(drop)
+        .map_err(anyhow::Error::msg)
 }

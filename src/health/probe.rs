@@ -13,7 +13,7 @@
 //! the caps of [`super::limits`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -222,7 +222,9 @@ pub struct ProbeBusy {
 /// Probes registries. Cheap to clone: clones share one HTTP client.
 #[derive(Clone)]
 pub struct Prober {
-    client: reqwest::Client,
+    /// Built at the first probe: it needs the system's root certificates (`crate::tls`), which a
+    /// Lambda cold start does not wait for (`main.rs`).
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     cfg: Arc<ProbeConfig>,
     policy: Arc<AddressPolicy>,
     /// One permit per probe in flight, shared by every clone: on-demand checks and sweeps together.
@@ -279,40 +281,30 @@ struct Answer {
 }
 
 impl Prober {
-    /// Builds the prober and its HTTP client: no proxy (whatever `HTTP_PROXY` says), no automatic
-    /// redirects (they are followed here, hop by hop), no connection reuse, every host name resolved
-    /// through the guarded resolver.
-    ///
-    /// # Panics
-    /// When the TLS backend cannot initialise, which is a broken installation, not a runtime condition.
+    /// Builds the prober. Its HTTP client is built at the first probe.
     pub fn new(cfg: ProbeConfig) -> Prober {
         let policy = Arc::new(AddressPolicy {
             allow_loopback: cfg.allow_loopback,
             deny: cfg.deny.clone(),
             runtime_api: cfg.lambda_runtime_api.clone(),
         });
-        let resolver = GuardedResolve {
-            inner: Arc::clone(&cfg.resolver),
-            policy: Arc::clone(&policy),
-        };
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .user_agent(USER_AGENT)
-            .dns_resolver(Arc::new(resolver))
-            // No connect timeout of its own: the probe's deadline bounds resolving and connecting
-            // together, and says so in one sentence.
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("the probe's HTTP client (rustls) could not be built");
         let slots = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
         Prober {
-            client,
+            client: Arc::default(),
             cfg: Arc::new(cfg),
             policy,
             slots,
         }
+    }
+
+    /// # Panics
+    /// When the TLS backend cannot initialise: a broken installation (no root certificates), not a
+    /// runtime condition, which `registry-db serve` and `sweep` report at start.
+    fn client(&self) -> &reqwest::Client {
+        self.client
+            .get_or_init(|| build_client(&self.cfg, &self.policy))
+            .as_ref()
+            .unwrap_or_else(|e| panic!("the probe's HTTP client (rustls) could not be built: {e}"))
     }
 
     pub fn config(&self) -> &ProbeConfig {
@@ -441,7 +433,7 @@ impl Prober {
             if let Some(Err(refusal)) = literal.map(|ip| self.policy.check(ip)) {
                 return Err(Failure::refused(&refusal, previous.as_ref()));
             }
-            let response = match self.client.get(url.clone()).send().await {
+            let response = match self.client().get(url.clone()).send().await {
                 Ok(response) => response,
                 Err(err) => return Err(describe_send_error(&err, &url, previous.as_ref())),
             };
@@ -723,6 +715,28 @@ async fn read_capped(
             Ok(Err(_)) | Err(_) => return (body, true),
         }
     }
+}
+
+/// The probes' HTTP client: the process's one TLS setup (`crate::tls`), no proxy (whatever
+/// `HTTP_PROXY` says), no automatic redirects (they are followed hop by hop), no connection reuse,
+/// every host name resolved through the guarded resolver.
+fn build_client(cfg: &ProbeConfig, policy: &Arc<AddressPolicy>) -> Result<reqwest::Client, String> {
+    let resolver = GuardedResolve {
+        inner: Arc::clone(&cfg.resolver),
+        policy: Arc::clone(policy),
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::client_config()?)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .user_agent(USER_AGENT)
+        .dns_resolver(Arc::new(resolver))
+        // No connect timeout of its own: the probe's deadline bounds resolving and connecting
+        // together, and says so in one sentence.
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Words for a request that got no answer, dug out of reqwest's error source chain.

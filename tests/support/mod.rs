@@ -23,7 +23,7 @@ use registry_db::domain::service::Registry;
 use registry_db::health::{ProbeConfig, Prober};
 use registry_db::store::Store;
 use registry_db::store::dynamodb::filter::TranslateOptions;
-use registry_db::store::dynamodb::{DynamoStore, default_tag_table};
+use registry_db::store::dynamodb::{DynamoStore, default_tag_table, sdk_http_client};
 use registry_db::store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -67,6 +67,8 @@ pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
         .endpoint_url(dynalite())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        // The service's own HTTP client (the crate has no default one: Cargo.toml).
+        .http_client(sdk_http_client())
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }

@@ -16,6 +16,9 @@
 //! `FilterExpression` (see `filter.rs`).
 
 pub mod filter;
+mod http;
+
+pub use self::http::sdk_http_client;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -176,7 +179,10 @@ impl DynamoStore {
     /// A client configured from the usual AWS settings (`AWS_ENDPOINT_URL_DYNAMODB`, region,
     /// credentials). With `create_table`, missing tables are created with the template's key schemas.
     pub async fn connect(table: &str, tag_table: &str, create_table: bool) -> anyhow::Result<Self> {
-        let config = aws_config::load_from_env().await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http::sdk_http_client())
+            .load()
+            .await;
         // A custom endpoint may be an emulator (dynalite's `contains` does not search lists): push
         // down list membership only against AWS itself. Either way the answer is exact.
         let pushdown = if config.endpoint_url().is_some() {
@@ -191,6 +197,8 @@ impl DynamoStore {
         Ok(store)
     }
 
+    /// A store on a client built elsewhere (tests). The SDK has no HTTP client of its own here
+    /// (Cargo.toml): build the client's config with `.http_client(sdk_http_client())`.
     pub fn from_client(
         client: Client,
         table: &str,
