@@ -72,6 +72,10 @@ pub struct StoreArgs {
     /// once. The embedded store, which only this process writes, keeps them until its next write.
     #[arg(long, env = "REGISTRY_DB_FACET_CACHE_SECS", default_value_t = crate::domain::facets::FACET_CACHE_MAX_AGE.as_secs())]
     pub facet_cache_secs: u64,
+    /// The embedded store keeps up to this many MiB of entries (each at most 16 KiB) in memory for
+    /// GETs and tag queries; 0 turns the cache off. Ignored on DynamoDB.
+    #[arg(long, env = "REGISTRY_DB_ENTRY_CACHE_MIB", default_value_t = crate::store::entry_cache::DEFAULT_ENTRY_CACHE_MIB)]
+    pub entry_cache_mib: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -143,7 +147,10 @@ pub struct ImportArgs {
 impl StoreArgs {
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self.store {
-            StoreKind::Embedded => Arc::new(EmbeddedStore::open(&self.data)?),
+            StoreKind::Embedded => Arc::new(EmbeddedStore::open_with_cache(
+                &self.data,
+                self.entry_cache_mib.saturating_mul(1 << 20),
+            )?),
             StoreKind::Dynamodb => {
                 let tag_table = self
                     .tag_table

@@ -421,3 +421,95 @@ async fn reindex_removes_index_keys_no_entry_calls_for() {
         (1, 1, 2)
     );
 }
+
+/// The embedded store keeps entries it read in memory (`store::entry_cache`): repeated GETs and tag
+/// queries are served from there, and no read, however it races with writes, answers an entry's
+/// bytes from before a write that was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write_s_old_bytes() {
+    use registry_db::store::embedded::EmbeddedStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let registry = registry(store.clone());
+    for i in 0..50 {
+        let tags = if i % 2 == 0 { json!(["gpu"]) } else { json!(["cpu"]) };
+        store.insert(&entry(i, tags)).await.unwrap();
+    }
+    let gpu = json!({"container_registry_tags": "gpu"});
+    let (first, _) = all_pages(&registry, &gpu, 10).await;
+    assert_eq!(first.len(), 25);
+    let before = store.cache_stats();
+    let (again, _) = all_pages(&registry, &gpu, 10).await;
+    assert_eq!(again, first);
+    let after = store.cache_stats();
+    assert_eq!(after.hits - before.hits, 25, "{before:?} -> {after:?}");
+    assert_eq!(after.misses, before.misses, "{before:?} -> {after:?}");
+
+    // A write is seen by the next GET and the next query, with its new bytes.
+    let name = |json: &[u8]| {
+        serde_json::from_slice::<Value>(json).unwrap()["container_registry_name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    registry
+        .update("e00002", &json!({"container_registry_name": "renamed"}))
+        .await
+        .unwrap();
+    assert_eq!(name(&registry.get("e00002").await.unwrap().json), "renamed");
+    let page = registry
+        .query(&Filter::parse(&gpu).unwrap(), 100, None)
+        .await
+        .unwrap();
+    let e2 = page.entries.iter().find(|e| e.id == "e00002").unwrap();
+    assert_eq!(name(&e2.json), "renamed");
+    registry
+        .update("e00004", &json!({"container_registry_tags": ["cpu"]}))
+        .await
+        .unwrap();
+    let page = registry
+        .query(&Filter::parse(&gpu).unwrap(), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 24);
+    for e in &page.entries {
+        let v: Value = serde_json::from_slice(&e.json).unwrap();
+        assert_eq!(v["container_registry_tags"], json!(["gpu"]), "{}", e.id);
+    }
+
+    // Readers hammer one entry (filling the cache whenever they miss) while it is written 100
+    // times; after each acknowledged write, a GET and a tag query see that write.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (registry, stop) = (registry.clone(), stop.clone());
+            let gpu = Filter::parse(&gpu).unwrap();
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    registry.get("e00006").await.unwrap();
+                    registry.query(&gpu, 100, None).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for k in 0..100 {
+        let written = format!("write-{k}");
+        registry
+            .update("e00006", &json!({"container_registry_name": written}))
+            .await
+            .unwrap();
+        assert_eq!(name(&registry.get("e00006").await.unwrap().json), written);
+        let page = registry
+            .query(&Filter::parse(&gpu).unwrap(), 100, None)
+            .await
+            .unwrap();
+        let e6 = page.entries.iter().find(|e| e.id == "e00006").unwrap();
+        assert_eq!(name(&e6.json), written);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert!(store.cache_stats().hits > 100, "{:?}", store.cache_stats());
+}

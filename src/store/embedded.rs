@@ -23,6 +23,7 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 
+use super::entry_cache::{CacheStats, DEFAULT_ENTRY_CACHE_MIB, EntryCache};
 use super::plan::{Plan, Posting, merge};
 use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::ContainerRegistry;
@@ -40,6 +41,8 @@ const FILE_NAME: &str = "registry-db.redb";
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
+    /// Entries by id, for GETs and tag queries; every write forgets what it changed.
+    cache: Arc<EntryCache>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -158,10 +161,15 @@ fn posting(
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store in `dir`. Fails with a clear message when another
-    /// process holds it: redb allows one writer process per file. A store written before the tag
-    /// index existed gets its index built here, once.
+    /// Opens (creating if needed) the store in `dir`, with an entry cache of the default size.
+    /// Fails with a clear message when another process holds it: redb allows one writer process
+    /// per file. A store written before the tag index existed gets its index built here, once.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        Self::open_with_cache(dir, DEFAULT_ENTRY_CACHE_MIB << 20)
+    }
+
+    /// [`open`](Self::open), with an entry cache of at most `cache_bytes` (0: none).
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create the data folder {}: {e}", dir.display()))?;
         let path = dir.join(FILE_NAME);
@@ -193,6 +201,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             db: Arc::new(db),
             path,
+            cache: Arc::new(EntryCache::new(cache_bytes)),
         })
     }
 
@@ -221,6 +230,7 @@ impl EmbeddedStore {
         + Send
         + 'static,
     ) -> Result<Option<T>, StoreError> {
+        let cache = self.cache.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let out = {
@@ -240,6 +250,7 @@ impl EmbeddedStore {
                 out
             };
             txn.commit().map_err(unavailable)?;
+            cache.forget(&id);
             Ok(Some(out))
         })
         .await
@@ -252,6 +263,7 @@ impl Store for EmbeddedStore {
         let id = entry.container_registry_id.clone();
         let tags = entry.container_registry_tags.clone();
         let bytes = encode(entry)?;
+        let cache = self.cache.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
@@ -264,19 +276,29 @@ impl Store for EmbeddedStore {
                     .map_err(unavailable)?;
             }
             write_index(&txn, &id, &[], &tags)?;
-            txn.commit().map_err(unavailable)
+            txn.commit().map_err(unavailable)?;
+            cache.forget(&id);
+            Ok(())
         })
         .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
+        if let Some(json) = self.cache.get(id) {
+            return Ok(Some(StoredEntry {
+                id: id.to_string(),
+                json,
+            }));
+        }
         self.read(|db| {
+            let stamp = self.cache.stamp();
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ENTRIES).map_err(unavailable)?;
             let json = match table.get(id).map_err(unavailable)? {
                 Some(v) => Bytes::copy_from_slice(v.value()),
                 None => return Ok(None),
             };
+            self.cache.fill(stamp, id, &json);
             Ok(Some(StoredEntry {
                 id: id.to_string(),
                 json,
@@ -309,6 +331,7 @@ impl Store for EmbeddedStore {
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
+        let cache = self.cache.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let removed = {
@@ -324,6 +347,7 @@ impl Store for EmbeddedStore {
                 write_index(&txn, &id, &tags, &[])?;
             }
             txn.commit().map_err(unavailable)?;
+            cache.forget(&id);
             Ok(existed)
         })
         .await
@@ -335,6 +359,7 @@ impl Store for EmbeddedStore {
         let max_entries = request.max_entries.max(1);
         let max_bytes = request.max_bytes;
         self.read(|db| {
+            let stamp = self.cache.stamp();
             let txn = db.begin_read().map_err(unavailable)?;
             let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
             let mut candidates = Vec::new();
@@ -386,10 +411,21 @@ impl Store for EmbeddedStore {
                     let total = merged.ids.len();
                     for (i, id) in merged.ids.into_iter().enumerate() {
                         // The index and the entries are written together: every id is there.
-                        if let Some(value) = entries.get(id.as_str()).map_err(unavailable)? {
-                            bytes += value.value().len();
+                        let json = match self.cache.get(&id) {
+                            Some(json) => Some(json),
+                            None => match entries.get(id.as_str()).map_err(unavailable)? {
+                                Some(value) => {
+                                    let json = Bytes::copy_from_slice(value.value());
+                                    self.cache.fill(stamp, &id, &json);
+                                    Some(json)
+                                }
+                                None => None,
+                            },
+                        };
+                        if let Some(json) = json {
+                            bytes += json.len();
                             candidates.push(StoredEntry {
-                                json: Bytes::copy_from_slice(value.value()),
+                                json,
                                 id: id.clone(),
                             });
                         }
@@ -398,11 +434,14 @@ impl Store for EmbeddedStore {
                             break;
                         }
                     }
+                    // Cached entries are the latest; the index lists are the transaction's. If a
+                    // write committed in between, they may disagree: the filter decides then.
+                    let exact = tag_plan.exact && self.cache.unchanged_since(stamp);
                     Ok(ScanChunk {
                         scanned: candidates.len(),
                         candidates,
                         last_key,
-                        exact: tag_plan.exact,
+                        exact,
                         used_index: true,
                     })
                 }
@@ -478,6 +517,11 @@ impl Store for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// The entry cache's hits, misses and size, for tests and diagnostics.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
     /// Index keys held, for tests and diagnostics.
     pub fn index_len(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;

@@ -7,6 +7,7 @@
 
 pub mod dynamodb;
 pub mod embedded;
+pub mod entry_cache;
 pub mod plan;
 mod watched;
 
