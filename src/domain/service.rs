@@ -346,23 +346,36 @@ impl Registry {
             }
             let used_index = plan.uses_index();
             let mut candidates = chunk.candidates.into_iter().peekable();
+            // Where a page that ends here resumes: after the last entry examined, which is the
+            // last one taken when `took_last` (its id is cloned only if a page ends there).
+            let mut took_last = false;
+            let resume = |entries: &Vec<StoredEntry>, after: Option<String>, took_last: bool| {
+                if took_last {
+                    entries.last().map(|e| e.id.clone())
+                } else {
+                    after
+                }
+            };
             while let Some(entry) = candidates.next() {
                 // One parse per entry, and none when the store answered the filter exactly.
                 if !chunk.exact && !filter.matches(&entry.document(&fields)?) {
                     after = Some(entry.id);
+                    took_last = false;
                     continue;
                 }
                 let size = entry.json.len();
                 if !entries.is_empty() && bytes + size > MAX_PAGE_BYTES {
                     // This entry starts the next page: resume right before it.
+                    let after = resume(&entries, after, took_last);
                     return Ok(page(entries, after, used_index, scanned));
                 }
                 bytes += size;
-                after = Some(entry.id.clone());
                 entries.push(entry);
+                took_last = true;
                 if entries.len() == limit {
                     let more = candidates.peek().is_some() || chunk.last_key.is_some();
-                    return Ok(page(entries, after.filter(|_| more), used_index, scanned));
+                    let after = resume(&entries, after, took_last).filter(|_| more);
+                    return Ok(page(entries, after, used_index, scanned));
                 }
             }
             match chunk.last_key {

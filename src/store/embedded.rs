@@ -406,12 +406,15 @@ impl Store for EmbeddedStore {
                         let p = posting(&txn, tag, after, max_entries + 1)?;
                         postings.insert(tag.to_string(), p);
                     }
-                    let merged = merge(&tag_plan.set, &postings);
+                    let merged = merge(&tag_plan.set, postings);
                     let mut last_key = merged.horizon;
                     let total = merged.ids.len();
-                    for (i, id) in merged.ids.into_iter().enumerate() {
+                    let cached = self
+                        .cache
+                        .get_many(&merged.ids[..total.min(max_entries)]);
+                    for (i, (id, cached)) in merged.ids.into_iter().zip(cached).enumerate() {
                         // The index and the entries are written together: every id is there.
-                        let json = match self.cache.get(&id) {
+                        let json = match cached {
                             Some(json) => Some(json),
                             None => match entries.get(id.as_str()).map_err(unavailable)? {
                                 Some(value) => {
@@ -422,15 +425,15 @@ impl Store for EmbeddedStore {
                                 None => None,
                             },
                         };
-                        if let Some(json) = json {
-                            bytes += json.len();
-                            candidates.push(StoredEntry {
-                                json,
-                                id: id.clone(),
-                            });
+                        bytes += json.as_ref().map_or(0, Bytes::len);
+                        let stop = (i + 1 == max_entries || bytes >= max_bytes) && i + 1 < total;
+                        if stop {
+                            last_key = Some(id.clone());
                         }
-                        if (i + 1 == max_entries || bytes >= max_bytes) && i + 1 < total {
-                            last_key = Some(id);
+                        if let Some(json) = json {
+                            candidates.push(StoredEntry { json, id });
+                        }
+                        if stop {
                             break;
                         }
                     }

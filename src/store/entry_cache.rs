@@ -98,6 +98,26 @@ impl EntryCache {
         found
     }
 
+    /// The cached bytes of each of `ids`, in order, under one lock.
+    pub fn get_many(&self, ids: &[String]) -> Vec<Option<Bytes>> {
+        if !self.enabled() {
+            return vec![None; ids.len()];
+        }
+        let found: Vec<Option<Bytes>> = {
+            let kept = self.kept.read().unwrap_or_else(|p| p.into_inner());
+            ids.iter().map(|id| kept.map.get(id.as_str()).cloned()).collect()
+        };
+        let hits = found.iter().filter(|f| f.is_some()).count() as u64;
+        if hits > 0 {
+            self.hits.fetch_add(hits, Ordering::Relaxed);
+        }
+        if hits < ids.len() as u64 {
+            self.misses
+                .fetch_add(ids.len() as u64 - hits, Ordering::Relaxed);
+        }
+        found
+    }
+
     /// Taken before the read transaction whose result may go to [`fill`](Self::fill).
     pub fn stamp(&self) -> ReadStamp {
         ReadStamp(self.writes.load(Ordering::SeqCst))

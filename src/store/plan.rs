@@ -208,7 +208,7 @@ pub struct Merged {
 ///
 /// Every incomplete posting must hold at least one id (a store keeps reading a list until it gets
 /// an id or reaches its end), or the horizon would pass ids that list has not reached yet.
-pub fn merge(set: &TagSet, postings: &BTreeMap<String, Posting>) -> Merged {
+pub fn merge(set: &TagSet, mut postings: BTreeMap<String, Posting>) -> Merged {
     debug_assert!(postings.values().all(|p| p.complete || !p.ids.is_empty()));
     // Ids beyond the shortest incomplete list are not known for every tag yet.
     let horizon = postings
@@ -216,14 +216,20 @@ pub fn merge(set: &TagSet, postings: &BTreeMap<String, Posting>) -> Merged {
         .filter(|p| !p.complete)
         .filter_map(|p| p.ids.last().cloned())
         .min();
-    let mut candidates: BTreeSet<&str> = BTreeSet::new();
-    for p in postings.values() {
-        for id in &p.ids {
-            if horizon.as_deref().is_none_or(|h| id.as_str() <= h) {
-                candidates.insert(id);
-            }
-        }
+    // One tag (the common case): its list, in order, is the answer; every id in it is within
+    // its own horizon.
+    if let TagSet::Tag(tag) = set {
+        let ids = postings.remove(tag).map(|p| p.ids).unwrap_or_default();
+        return Merged { ids, horizon };
     }
+    let mut candidates: Vec<&str> = postings
+        .values()
+        .flat_map(|p| &p.ids)
+        .map(String::as_str)
+        .filter(|id| horizon.as_deref().is_none_or(|h| *id <= h))
+        .collect();
+    candidates.sort_unstable();
+    candidates.dedup();
     let carries = |id: &str, tag: &str| {
         postings
             .get(tag)
@@ -329,7 +335,7 @@ mod tests {
             ("a".to_string(), posting(&["1", "3", "5"], false)),
             ("b".to_string(), posting(&["2", "4", "6", "8"], true)),
         ]);
-        let m = merge(&set, &postings);
+        let m = merge(&set, postings);
         assert_eq!(m.ids, ["1", "2", "3", "4", "5"]);
         assert_eq!(m.horizon.as_deref(), Some("5"));
 
@@ -338,8 +344,19 @@ mod tests {
             ("a".to_string(), posting(&["1", "3", "5", "7"], true)),
             ("b".to_string(), posting(&["3", "4", "7"], true)),
         ]);
-        let m = merge(&set, &postings);
+        let m = merge(&set, postings);
         assert_eq!(m.ids, ["3", "7"]);
         assert_eq!(m.horizon, None);
+    }
+
+    #[test]
+    fn one_tag_is_its_own_list() {
+        for complete in [false, true] {
+            let postings =
+                BTreeMap::from([("a".to_string(), posting(&["1", "3", "5"], complete))]);
+            let m = merge(&tag("a"), postings);
+            assert_eq!(m.ids, ["1", "3", "5"]);
+            assert_eq!(m.horizon.as_deref(), (!complete).then_some("5"));
+        }
     }
 }

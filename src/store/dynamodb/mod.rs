@@ -582,7 +582,7 @@ impl DynamoStore {
         .await?;
         let postings: BTreeMap<String, Posting> =
             tags.iter().map(|t| t.to_string()).zip(postings).collect();
-        let merged = merge(&plan.set, &postings);
+        let merged = merge(&plan.set, postings);
         let mut candidates = Vec::new();
         let mut bytes = 0;
         let mut last_key = merged.horizon;
