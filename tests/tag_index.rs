@@ -432,7 +432,11 @@ async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let registry = registry(store.clone());
     for i in 0..50 {
-        let tags = if i % 2 == 0 { json!(["gpu"]) } else { json!(["cpu"]) };
+        let tags = if i % 2 == 0 {
+            json!(["gpu"])
+        } else {
+            json!(["cpu"])
+        };
         store.insert(&entry(i, tags)).await.unwrap();
     }
     let gpu = json!({"container_registry_tags": "gpu"});

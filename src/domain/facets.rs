@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::entry::{ContainerRegistry, RegistryType, StorageInfo, StorageType};
+use super::entry::{ContainerRegistry, RegistryType, StorageType};
 use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK, SCAN_CHUNK_BYTES};
 use crate::error::AppError;
-use crate::health::ProbeResult;
+use crate::health::HealthStatus;
 use crate::query::{Fields, Filter};
 use crate::store::{Plan, ScanRequest};
 
@@ -82,26 +82,34 @@ pub struct FacetCounter {
 impl FacetCounter {
     /// Counts one matching entry.
     pub fn add(&mut self, entry: &ContainerRegistry) {
+        let info = &entry.container_registry_storage_info;
         self.add_parts(
             &entry.container_registry_tags,
-            &entry.container_registry_storage_info,
-            entry.container_registry_health.as_ref(),
+            info.registry_type,
+            info.storage_type,
+            entry.container_registry_health.as_ref().map(|h| h.status),
         );
     }
 
-    /// Counts one matching entry given the three fields facets count.
-    pub fn add_parts(&mut self, tags: &[String], info: &StorageInfo, health: Option<&ProbeResult>) {
+    /// Counts one matching entry given the fields facets count.
+    pub fn add_parts<S: AsRef<str>>(
+        &mut self,
+        tags: &[S],
+        registry_type: Option<RegistryType>,
+        storage_type: Option<StorageType>,
+        health: Option<HealthStatus>,
+    ) {
         self.matched += 1;
         for tag in tags {
-            bump(&mut self.tags, tag);
+            bump(&mut self.tags, tag.as_ref());
         }
-        if let Some(t) = info.registry_type {
+        if let Some(t) = registry_type {
             bump(&mut self.registry_types, registry_type_str(t));
         }
-        if let Some(t) = info.storage_type {
+        if let Some(t) = storage_type {
             bump(&mut self.storage_types, storage_type_str(t));
         }
-        let status = health.map_or(NEVER_CHECKED, |h| h.status.as_str());
+        let status = health.map_or(NEVER_CHECKED, |h| h.as_str());
         bump(&mut self.health, status);
     }
 

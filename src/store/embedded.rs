@@ -409,9 +409,7 @@ impl Store for EmbeddedStore {
                     let merged = merge(&tag_plan.set, postings);
                     let mut last_key = merged.horizon;
                     let total = merged.ids.len();
-                    let cached = self
-                        .cache
-                        .get_many(&merged.ids[..total.min(max_entries)]);
+                    let cached = self.cache.get_many(&merged.ids[..total.min(max_entries)]);
                     for (i, (id, cached)) in merged.ids.into_iter().zip(cached).enumerate() {
                         // The index and the entries are written together: every id is there.
                         let json = match cached {

@@ -105,7 +105,9 @@ impl EntryCache {
         }
         let found: Vec<Option<Bytes>> = {
             let kept = self.kept.read().unwrap_or_else(|p| p.into_inner());
-            ids.iter().map(|id| kept.map.get(id.as_str()).cloned()).collect()
+            ids.iter()
+                .map(|id| kept.map.get(id.as_str()).cloned())
+                .collect()
         };
         let hits = found.iter().filter(|f| f.is_some()).count() as u64;
         if hits > 0 {
@@ -207,7 +209,10 @@ mod tests {
         cache.forget("a");
         assert_eq!(cache.get("a"), None);
         let stats = cache.stats();
-        assert_eq!((stats.hits, stats.misses, stats.entries, stats.bytes), (1, 1, 0, 0));
+        assert_eq!(
+            (stats.hits, stats.misses, stats.entries, stats.bytes),
+            (1, 1, 0, 0)
+        );
     }
 
     #[test]

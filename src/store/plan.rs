@@ -352,8 +352,7 @@ mod tests {
     #[test]
     fn one_tag_is_its_own_list() {
         for complete in [false, true] {
-            let postings =
-                BTreeMap::from([("a".to_string(), posting(&["1", "3", "5"], complete))]);
+            let postings = BTreeMap::from([("a".to_string(), posting(&["1", "3", "5"], complete))]);
             let m = merge(&tag("a"), postings);
             assert_eq!(m.ids, ["1", "3", "5"]);
             assert_eq!(m.horizon.as_deref(), (!complete).then_some("5"));

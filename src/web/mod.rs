@@ -20,12 +20,12 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use self::search::{
     HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, registry_type_str, storage_type_str,
@@ -34,6 +34,7 @@ use self::view::{Badge, Card, CardSource, Row};
 use crate::api::AppState;
 use crate::domain::entry::ContainerRegistry;
 use crate::domain::facets::{FacetCount, FacetCounter, Facets};
+use crate::domain::service::Page;
 use crate::error::AppError;
 use crate::store::StoredEntry;
 
@@ -71,30 +72,32 @@ const JS_VERSION: u64 = fingerprint(JS.as_bytes());
 /// no framing; forms only submit here.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+/// The headers every page and asset carries (see [`CONTENT_SECURITY_POLICY`]).
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    ),
+];
+
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
+    let router = Router::new()
         .route(ROUTES[0].1, get(list_page))
         .route(ROUTES[1].1, get(registry_page))
-        .route(ROUTES[2].1, get(asset))
-        .layer(middleware::from_fn(security_headers))
-}
-
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    let h = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
-        ),
-    ] {
-        h.insert(name, HeaderValue::from_static(value));
-    }
-    response
+        .route(ROUTES[2].1, get(asset));
+    // Plain tower layers: no boxing of the service or its future per request.
+    SECURITY_HEADERS
+        .into_iter()
+        .fold(router, |router, (name, value)| {
+            router.layer(SetResponseHeaderLayer::overriding(
+                name,
+                HeaderValue::from_static(value),
+            ))
+        })
 }
 
 async fn asset(Path(file): Path<String>, RawQuery(query): RawQuery) -> Response {
@@ -183,11 +186,11 @@ pub struct TagFacet {
 
 #[derive(Template)]
 #[template(path = "list.html")]
-pub struct ListPage {
+pub struct ListPage<'a> {
     pub layout: Layout,
     pub search: Search,
     pub error: String,
-    pub cards: Vec<Card>,
+    pub cards: Vec<Card<'a>>,
     pub facets: Arc<Facets>,
     pub tag_facets: Vec<TagFacet>,
     pub registry_types: Vec<Choice>,
@@ -215,8 +218,8 @@ pub fn health_label(value: &str) -> &'static str {
     }
 }
 
-impl ListPage {
-    fn new(search: Search, error: String, cards: Vec<Card>, facets: Arc<Facets>) -> ListPage {
+impl<'a> ListPage<'a> {
+    fn new(search: Search, error: String, cards: Vec<Card<'a>>, facets: Arc<Facets>) -> Self {
         let tag_facets = search
             .tags
             .iter()
@@ -292,60 +295,73 @@ impl ListPage {
 
 async fn list_page(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
     let search = Search::from_query(query.as_deref());
-    match list(&state, &search).await {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => {
-            let status = e.status();
-            let page = ListPage::new(search, e.to_string(), Vec::new(), Arc::default());
-            render(status, &page)
+    let built = match fetch(&state, &search).await {
+        Ok((page, facets)) => {
+            build(&search, &page, facets).map(|list| render(StatusCode::OK, &list))
         }
-    }
+        Err(e) => Err(e),
+    };
+    built.unwrap_or_else(|e| {
+        let status = e.status();
+        let page = ListPage::new(search, e.to_string(), Vec::new(), Arc::default());
+        render(status, &page)
+    })
 }
 
-async fn list(state: &AppState, search: &Search) -> Result<ListPage, AppError> {
+/// The page of entries a search shows, and its facets when they cannot be counted from that page
+/// alone (`None`: the page holds every match).
+async fn fetch(state: &AppState, search: &Search) -> Result<(Page, Option<Arc<Facets>>), AppError> {
     let filter = search.filter()?;
     let registry = &state.registry;
     let query = registry.query(&filter, PAGE_SIZE, search.cursor.as_deref());
-    let (page, facets) = if search.cursor.is_some() {
+    if search.cursor.is_some() {
         // A later page cannot hold every match: count them alongside.
         let (page, facets) = tokio::join!(query, registry.facets(&filter));
-        (page?, Some(facets?))
-    } else {
-        (query.await?, None)
+        return Ok((page?, Some(facets?)));
+    }
+    let page = query.await?;
+    let facets = match page.next_cursor {
+        Some(_) => Some(registry.facets(&filter).await?),
+        None => None,
     };
-    let next_cursor = page.next_cursor.clone();
+    Ok((page, facets))
+}
+
+/// The list page of `page`: cards borrow their text from its stored entries.
+fn build<'a>(
+    search: &Search,
+    page: &'a Page,
+    facets: Option<Arc<Facets>>,
+) -> Result<ListPage<'a>, AppError> {
     let entries = page
         .entries
         .iter()
         .map(|e| {
-            serde_json::from_slice::<CardSource>(&e.json).map_err(|err| {
+            serde_json::from_slice::<CardSource<'a>>(&e.json).map_err(|err| {
                 AppError::Store(format!("the stored entry {} is not readable: {err}", e.id))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let facets = match facets {
-        Some(f) => f,
-        // The first page holds every match: count them from it rather than reading them again.
-        None if next_cursor.is_none() => {
-            let mut counter = FacetCounter::default();
-            for e in &entries {
-                counter.add_parts(
-                    &e.container_registry_tags,
-                    &e.container_registry_storage_info,
-                    e.container_registry_health.as_ref(),
-                );
-            }
-            Arc::new(counter.finish(page.scanned as u64, true))
+    // The first page holds every match: count them from it rather than reading them again.
+    let facets = facets.unwrap_or_else(|| {
+        let mut counter = FacetCounter::default();
+        for e in &entries {
+            counter.add_parts(
+                &e.container_registry_tags,
+                e.container_registry_storage_info.registry_type,
+                e.container_registry_storage_info.storage_type,
+                e.container_registry_health.as_ref().map(|h| h.status),
+            );
         }
-        None => registry.facets(&filter).await?,
-    };
+        Arc::new(counter.finish(page.scanned as u64, true))
+    });
     let now = Utc::now();
     let cards = entries.into_iter().map(|e| Card::new(e, now)).collect();
     let mut out = ListPage::new(search.clone(), String::new(), cards, facets);
-    if let Some(cursor) = next_cursor {
+    if let Some(cursor) = &page.next_cursor {
         let qs = search.query_string();
         let cursor = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("cursor", &cursor)
+            .append_pair("cursor", cursor)
             .finish();
         out.next_href = if qs.is_empty() {
             format!("/?{cursor}")
@@ -414,7 +430,7 @@ impl RegistryPage {
             metadata: view::rows(&e.container_registry_metadata),
             config: view::rows(&e.container_registry_config),
             storage: view::rows(&storage_json),
-            badge: view::badge(e.container_registry_health.as_ref(), now),
+            badge: view::probe_badge(e.container_registry_health.as_ref(), now),
             health,
             id: e.container_registry_id,
             name: e.container_registry_name,

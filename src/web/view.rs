@@ -2,11 +2,13 @@
 //! string here is still raw user text; the templates escape it (askama escapes all `{{ }}` output
 //! of `.html` templates, and nothing here is marked safe).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::search::{registry_type_str, storage_type_str};
-use crate::domain::entry::{ContainerRegistry, StorageInfo};
+use crate::domain::entry::{ContainerRegistry, RegistryType, StorageType};
 use crate::health::{HealthStatus, ProbeResult};
 
 /// Tags shown on a card; the rest are counted ("+3 more") and listed on the registry's page.
@@ -22,8 +24,9 @@ pub struct Badge {
     pub checked_at: String,
 }
 
-pub fn badge(health: Option<&ProbeResult>, now: DateTime<Utc>) -> Badge {
-    let Some(h) = health else {
+/// The badge of a probe's verdict and when it ran (`checked_at`), or of an entry never checked.
+pub fn badge(health: Option<(HealthStatus, &str)>, now: DateTime<Utc>) -> Badge {
+    let Some((status, checked_at)) = health else {
         return Badge {
             class: "never_checked",
             label: "never checked",
@@ -31,7 +34,7 @@ pub fn badge(health: Option<&ProbeResult>, now: DateTime<Utc>) -> Badge {
             checked_at: String::new(),
         };
     };
-    let (class, label) = match h.status {
+    let (class, label) = match status {
         HealthStatus::Healthy => ("healthy", "healthy"),
         HealthStatus::AuthRequired => ("auth_required", "needs credentials"),
         HealthStatus::NotRegistry => ("not_registry", "not a registry"),
@@ -40,9 +43,14 @@ pub fn badge(health: Option<&ProbeResult>, now: DateTime<Utc>) -> Badge {
     Badge {
         class,
         label,
-        ago: ago(&h.checked_at, now),
-        checked_at: h.checked_at.clone(),
+        ago: ago(checked_at, now),
+        checked_at: checked_at.to_string(),
     }
+}
+
+/// [`badge`] of a stored probe result.
+pub fn probe_badge(health: Option<&ProbeResult>, now: DateTime<Utc>) -> Badge {
+    badge(health.map(|h| (h.status, h.checked_at.as_str())), now)
 }
 
 /// "just now", "42 s ago", "5 min ago", "3 h ago", "2 days ago"; empty if the time is unreadable.
@@ -61,52 +69,73 @@ pub fn ago(rfc3339: &str, now: DateTime<Utc>) -> String {
     }
 }
 
-/// One registry in the list.
-pub struct Card {
-    pub id: String,
-    pub name: String,
-    pub tags: Vec<String>,
+/// One registry in the list: its text borrowed from the stored entry where JSON did not escape it.
+pub struct Card<'a> {
+    pub id: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    pub tags: Vec<Cow<'a, str>>,
     pub more_tags: usize,
     pub registry_type: &'static str,
     pub storage_type: &'static str,
-    pub image_prefix: String,
+    pub image_prefix: Cow<'a, str>,
     pub badge: Badge,
 }
 
-/// The fields of a stored entry that a card shows and the facets count, parsed without the
-/// metadata and config objects a card does not show (building them was most of a list page's
-/// parsing).
+/// The fields of a stored entry that a card shows and the facets count. Everything else (metadata,
+/// config, the rest of the storage info and of the last probe) is skipped without being built, and
+/// strings are borrowed from the stored text: parsing was most of a list page's time.
 #[derive(Debug, serde::Deserialize)]
-pub struct CardSource {
-    pub container_registry_id: String,
-    pub container_registry_name: String,
-    pub container_registry_tags: Vec<String>,
-    pub container_registry_image_prefix: String,
-    pub container_registry_storage_info: StorageInfo,
-    #[serde(default)]
-    pub container_registry_health: Option<ProbeResult>,
+pub struct CardSource<'a> {
+    #[serde(borrow)]
+    pub container_registry_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub container_registry_name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub container_registry_tags: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub container_registry_image_prefix: Cow<'a, str>,
+    pub container_registry_storage_info: CardStorage,
+    #[serde(default, borrow)]
+    pub container_registry_health: Option<CardHealth<'a>>,
 }
 
-impl Card {
-    pub fn new(e: CardSource, now: DateTime<Utc>) -> Card {
+/// What a card shows of `container_registry_storage_info`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CardStorage {
+    #[serde(default)]
+    pub registry_type: Option<RegistryType>,
+    #[serde(default)]
+    pub storage_type: Option<StorageType>,
+}
+
+/// What a card shows of the last probe.
+#[derive(Debug, serde::Deserialize)]
+pub struct CardHealth<'a> {
+    pub status: HealthStatus,
+    #[serde(borrow)]
+    pub checked_at: Cow<'a, str>,
+}
+
+impl<'a> Card<'a> {
+    pub fn new(e: CardSource<'a>, now: DateTime<Utc>) -> Card<'a> {
         let mut tags = e.container_registry_tags;
         let more_tags = tags.len().saturating_sub(CARD_TAGS);
         tags.truncate(CARD_TAGS);
+        let info = e.container_registry_storage_info;
         Card {
             id: e.container_registry_id,
             name: e.container_registry_name,
             tags,
             more_tags,
-            registry_type: e
-                .container_registry_storage_info
-                .registry_type
-                .map_or("", registry_type_str),
-            storage_type: e
-                .container_registry_storage_info
-                .storage_type
-                .map_or("", storage_type_str),
+            registry_type: info.registry_type.map_or("", registry_type_str),
+            storage_type: info.storage_type.map_or("", storage_type_str),
             image_prefix: e.container_registry_image_prefix,
-            badge: badge(e.container_registry_health.as_ref(), now),
+            badge: badge(
+                e.container_registry_health
+                    .as_ref()
+                    .map(|h| (h.status, h.checked_at.as_ref())),
+                now,
+            ),
         }
     }
 }
