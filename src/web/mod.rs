@@ -154,25 +154,18 @@ pub struct Choice {
 
 fn choice(
     search: &Search,
-    field: fn(&mut Search) -> &mut String,
+    key: &'static str,
     value: &'static str,
     label: &'static str,
     counts: &[FacetCount],
 ) -> Choice {
-    let mut s = search.without_cursor();
-    let slot = field(&mut s);
-    let selected = slot == value;
-    *slot = if selected {
-        String::new()
-    } else {
-        value.into()
-    };
+    let (href, selected) = search.href_choosing(key, value);
     Choice {
         value,
         label,
         count: count_of(counts, value),
         selected,
-        href: s.href(),
+        href,
     }
 }
 
@@ -229,7 +222,7 @@ impl<'a> ListPage<'a> {
             .take(FACET_TAGS_SHOWN.max(search.tags.len()))
             .map(|(value, count)| TagFacet {
                 selected: search.tags.contains(&value),
-                href: search.toggle_tag(&value).href(),
+                href: search.href_toggling_tag(&value),
                 value,
                 count,
             })
@@ -238,39 +231,19 @@ impl<'a> ListPage<'a> {
             .iter()
             .map(|t| {
                 let v = registry_type_str(*t);
-                choice(
-                    &search,
-                    |s| &mut s.registry_type,
-                    v,
-                    v,
-                    &facets.registry_types,
-                )
+                choice(&search, "registry_type", v, v, &facets.registry_types)
             })
             .collect();
         let storage_types = STORAGE_TYPES
             .iter()
             .map(|t| {
                 let v = storage_type_str(*t);
-                choice(
-                    &search,
-                    |s| &mut s.storage_type,
-                    v,
-                    v,
-                    &facets.storage_types,
-                )
+                choice(&search, "storage_type", v, v, &facets.storage_types)
             })
             .collect();
         let health = HEALTH_VALUES
             .iter()
-            .map(|v| {
-                choice(
-                    &search,
-                    |s| &mut s.health,
-                    v,
-                    health_label(v),
-                    &facets.health,
-                )
-            })
+            .map(|v| choice(&search, "health", v, health_label(v), &facets.health))
             .collect();
         ListPage {
             layout: Layout::new(),

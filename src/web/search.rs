@@ -201,6 +201,44 @@ impl Search {
         }
     }
 
+    /// The one-value fields as they appear in a query string, in its order.
+    fn fields(&self) -> [(&'static str, &str); 6] {
+        [
+            ("q", &self.q),
+            ("registry_type", &self.registry_type),
+            ("storage_type", &self.storage_type),
+            ("health", &self.health),
+            ("meta_key", &self.meta_key),
+            ("meta_value", &self.meta_value),
+        ]
+    }
+
+    /// `toggle_tag(tag).href()`, without building the other search (a list page links 30 of
+    /// them).
+    pub fn href_toggling_tag(&self, tag: &str) -> String {
+        let present = self.tags.iter().any(|t| t == tag);
+        let tags = self
+            .tags
+            .iter()
+            .map(String::as_str)
+            .filter(|t| *t != tag)
+            .chain((!present).then_some(tag));
+        href_of(self.fields().into_iter().chain(tags.map(|t| ("tag", t))))
+    }
+
+    /// The href of this search (without its cursor) with `key` set to `value`, or cleared when it
+    /// already holds `value`; and whether it did.
+    pub fn href_choosing(&self, key: &str, value: &str) -> (String, bool) {
+        let selected = self.fields().iter().any(|(k, v)| *k == key && *v == value);
+        let fields = self.fields().map(|(k, v)| match (k == key, selected) {
+            (true, true) => (k, ""),
+            (true, false) => (k, value),
+            _ => (k, v),
+        });
+        let tags = self.tags.iter().map(|t| ("tag", t.as_str()));
+        (href_of(fields.into_iter().chain(tags)), selected)
+    }
+
     /// The same search with `tag` added, or removed when present.
     pub fn toggle_tag(&self, tag: &str) -> Search {
         let mut s = self.without_cursor();
@@ -218,6 +256,16 @@ impl Search {
             ..self.clone()
         }
     }
+}
+
+/// `/?k=v&...` of the non-empty pairs, `/` when there are none.
+fn href_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = url::form_urlencoded::Serializer::for_suffix(String::from("/?"), 2);
+    for (k, v) in pairs.filter(|(_, v)| !v.is_empty()) {
+        out.append_pair(k, v);
+    }
+    let href = out.finish();
+    if href.len() == 2 { "/".into() } else { href }
 }
 
 fn field(path: &str, cond: Value) -> Value {
@@ -287,7 +335,25 @@ mod tests {
         assert_eq!(s.tags, ["ai", "gpu"]);
         assert_eq!(Search::from_query(Some(&s.query_string())), s);
         assert_eq!(s.toggle_tag("ai").tags, ["gpu"]);
+        for tag in ["ai", "gpu", "new", "a b&c=d"] {
+            assert_eq!(s.href_toggling_tag(tag), s.toggle_tag(tag).href(), "{tag}");
+        }
         assert_eq!(s.toggle_tag("new").tags, ["ai", "gpu", "new"]);
+    }
+
+    #[test]
+    fn choosing_a_value_sets_it_or_clears_it_and_drops_the_cursor() {
+        let s = search("q=x&health=healthy&tag=ai&cursor=abc");
+        let (href, selected) = s.href_choosing("health", "healthy");
+        assert!(selected);
+        assert_eq!(href, "/?q=x&tag=ai");
+        let (href, selected) = s.href_choosing("health", "unreachable");
+        assert!(!selected);
+        assert_eq!(href, "/?q=x&health=unreachable&tag=ai");
+        let (href, _) = search("registry_type=aios").href_choosing("registry_type", "aios");
+        assert_eq!(href, "/");
+        let (href, _) = search("").href_choosing("storage_type", "s3");
+        assert_eq!(href, "/?storage_type=s3");
     }
 
     #[test]
