@@ -672,3 +672,51 @@ async fn on_a_shared_store_counts_written_elsewhere_show_within_the_max_age() {
     assert_eq!(facets_now(&never).await.2, None);
     assert_eq!(facets_now(&never).await.2, None);
 }
+
+/// Cards are parsed once per stored version of an entry (`web::cards`): a list page shows what
+/// every write made of an entry, never a card of the bytes before it, on both stores.
+#[tokio::test]
+async fn the_list_shows_each_write_of_an_entry() {
+    for s in stores().await {
+        let app = app(s.store.clone(), None);
+        let mut first = entry("w1", &["gpu"], json!({"registry_type": "aios"}));
+        first["container_registry_name"] = json!("first name");
+        create(&app, first).await;
+        for (i, name) in ["first name", "second name", "third name"]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                let (status, out) = call(
+                    &app,
+                    "PUT",
+                    "/container_registry/w1",
+                    Some(json!({"container_registry_name": name, "container_registry_tags": [format!("t{i}")]})),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{out}");
+            }
+            // Twice: the second page is served from the kept card, if one is kept.
+            for _ in 0..2 {
+                let (status, _, html) = get(&app, "/").await;
+                assert_eq!(status, StatusCode::OK);
+                assert!(html.contains(name), "{}: {name} missing", s.name);
+                let stale = ["first name", "second name", "third name"]
+                    .iter()
+                    .filter(|n| *n != name)
+                    .find(|n| html.contains(*n));
+                assert_eq!(stale, None, "{}: a card of an older write", s.name);
+                let tag = if i == 0 {
+                    "gpu".to_string()
+                } else {
+                    format!("t{i}")
+                };
+                assert!(
+                    html.contains(&format!("<bdi>{tag}</bdi>")),
+                    "{}: tag {tag}",
+                    s.name
+                );
+            }
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //! are http(s) URLs with `rel="noopener nofollow"`; every response carries a CSP that allows
 //! scripts, styles and fetches from this origin only, and no inline script or style at all.
 
+mod cards;
 pub mod search;
 pub mod view;
 
@@ -27,10 +28,11 @@ use axum::routing::get;
 use chrono::Utc;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use self::cards::{CardData, CardMemo};
 use self::search::{
     HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, registry_type_str, storage_type_str,
 };
-use self::view::{Badge, Card, CardSource, Row};
+use self::view::{Badge, Card, Row};
 use crate::api::AppState;
 use crate::domain::entry::ContainerRegistry;
 use crate::domain::facets::{FacetCount, FacetCounter, Facets};
@@ -86,7 +88,10 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
 
 pub fn routes() -> Router<Arc<AppState>> {
     let router = Router::new()
-        .route(ROUTES[0].1, get(list_page))
+        .route(ROUTES[0].1, {
+            let memo = Arc::new(CardMemo::default());
+            get(move |state, query| list_page(state, query, memo))
+        })
         .route(ROUTES[1].1, get(registry_page))
         .route(ROUTES[2].1, get(asset));
     // Plain tower layers: no boxing of the service or its future per request.
@@ -266,19 +271,24 @@ impl<'a> ListPage<'a> {
     }
 }
 
-async fn list_page(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+async fn list_page(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    memo: Arc<CardMemo>,
+) -> Response {
     let search = Search::from_query(query.as_deref());
-    let built = match fetch(&state, &search).await {
-        Ok((page, facets)) => {
-            build(&search, &page, facets).map(|list| render(StatusCode::OK, &list))
-        }
+    let fetched = match fetch(&state, &search).await {
+        Ok((page, facets)) => memo.cards(&page.entries).map(|cards| (page, facets, cards)),
         Err(e) => Err(e),
     };
-    built.unwrap_or_else(|e| {
-        let status = e.status();
-        let page = ListPage::new(search, e.to_string(), Vec::new(), Arc::default());
-        render(status, &page)
-    })
+    match fetched {
+        Ok((page, facets, cards)) => render(StatusCode::OK, &build(&search, &page, facets, &cards)),
+        Err(e) => {
+            let status = e.status();
+            let page = ListPage::new(search, e.to_string(), Vec::new(), Arc::default());
+            render(status, &page)
+        }
+    }
 }
 
 /// The page of entries a search shows, and its facets when they cannot be counted from that page
@@ -300,36 +310,28 @@ async fn fetch(state: &AppState, search: &Search) -> Result<(Page, Option<Arc<Fa
     Ok((page, facets))
 }
 
-/// The list page of `page`: cards borrow their text from its stored entries.
+/// The list page of `page`, whose entries' cards are `cards`.
 fn build<'a>(
     search: &Search,
-    page: &'a Page,
+    page: &Page,
     facets: Option<Arc<Facets>>,
-) -> Result<ListPage<'a>, AppError> {
-    let entries = page
-        .entries
-        .iter()
-        .map(|e| {
-            serde_json::from_slice::<CardSource<'a>>(&e.json).map_err(|err| {
-                AppError::Store(format!("the stored entry {} is not readable: {err}", e.id))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    cards: &'a [Arc<CardData>],
+) -> ListPage<'a> {
     // The first page holds every match: count them from it rather than reading them again.
     let facets = facets.unwrap_or_else(|| {
         let mut counter = FacetCounter::default();
-        for e in &entries {
+        for c in cards {
             counter.add_parts(
-                &e.container_registry_tags,
-                e.container_registry_storage_info.registry_type,
-                e.container_registry_storage_info.storage_type,
-                e.container_registry_health.as_ref().map(|h| h.status),
+                &c.tags,
+                c.registry_type,
+                c.storage_type,
+                c.health.as_ref().map(|(s, _)| *s),
             );
         }
         Arc::new(counter.finish(page.scanned as u64, true))
     });
     let now = Utc::now();
-    let cards = entries.into_iter().map(|e| Card::new(e, now)).collect();
+    let cards = cards.iter().map(|c| Card::new(c, now)).collect();
     let mut out = ListPage::new(search.clone(), String::new(), cards, facets);
     if let Some(cursor) = &page.next_cursor {
         let qs = search.query_string();
@@ -342,7 +344,7 @@ fn build<'a>(
             format!("/?{qs}&{cursor}")
         };
     }
-    Ok(out)
+    out
 }
 
 #[derive(Template)]

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::cards::CardData;
 use super::search::{registry_type_str, storage_type_str};
 use crate::domain::entry::{ContainerRegistry, RegistryType, StorageType};
 use crate::health::{HealthStatus, ProbeResult};
@@ -69,15 +70,15 @@ pub fn ago(rfc3339: &str, now: DateTime<Utc>) -> String {
     }
 }
 
-/// One registry in the list: its text borrowed from the stored entry where JSON did not escape it.
+/// One registry in the list, its text borrowed from the entry's parsed card.
 pub struct Card<'a> {
-    pub id: Cow<'a, str>,
-    pub name: Cow<'a, str>,
-    pub tags: Vec<Cow<'a, str>>,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub tags: &'a [String],
     pub more_tags: usize,
     pub registry_type: &'static str,
     pub storage_type: &'static str,
-    pub image_prefix: Cow<'a, str>,
+    pub image_prefix: &'a str,
     pub badge: Badge,
 }
 
@@ -117,25 +118,16 @@ pub struct CardHealth<'a> {
 }
 
 impl<'a> Card<'a> {
-    pub fn new(e: CardSource<'a>, now: DateTime<Utc>) -> Card<'a> {
-        let mut tags = e.container_registry_tags;
-        let more_tags = tags.len().saturating_sub(CARD_TAGS);
-        tags.truncate(CARD_TAGS);
-        let info = e.container_registry_storage_info;
+    pub fn new(e: &'a CardData, now: DateTime<Utc>) -> Card<'a> {
         Card {
-            id: e.container_registry_id,
-            name: e.container_registry_name,
-            tags,
-            more_tags,
-            registry_type: info.registry_type.map_or("", registry_type_str),
-            storage_type: info.storage_type.map_or("", storage_type_str),
-            image_prefix: e.container_registry_image_prefix,
-            badge: badge(
-                e.container_registry_health
-                    .as_ref()
-                    .map(|h| (h.status, h.checked_at.as_ref())),
-                now,
-            ),
+            id: &e.id,
+            name: &e.name,
+            tags: &e.tags[..e.tags.len().min(CARD_TAGS)],
+            more_tags: e.tags.len().saturating_sub(CARD_TAGS),
+            registry_type: e.registry_type.map_or("", registry_type_str),
+            storage_type: e.storage_type.map_or("", storage_type_str),
+            image_prefix: &e.image_prefix,
+            badge: badge(e.health.as_ref().map(|(s, at)| (*s, at.as_str())), now),
         }
     }
 }
