@@ -37,6 +37,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_TAG_INDEX: &str = "tag_index_version";
 const TAG_INDEX_VERSION: u64 = 1;
 const FILE_NAME: &str = "registry-db.redb";
+/// Scan chunks of at most this many entries read through the entry cache.
+const CACHED_SCAN: usize = 64;
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -374,12 +376,25 @@ impl Store for EmbeddedStore {
                         .range::<&str>((lower, Bound::Unbounded))
                         .map_err(unavailable)?;
                     let mut last_key = None;
+                    // A page-sized chunk (the front page's, say) goes through the entry cache
+                    // like a GET; a long scan neither uses nor floods it.
+                    let cached = max_entries <= CACHED_SCAN;
                     for row in range.by_ref() {
                         let (key, value) = row.map_err(unavailable)?;
                         let id = key.value().to_string();
                         bytes += value.value().len();
+                        let json = match cached.then(|| self.cache.get(&id)).flatten() {
+                            Some(json) => json,
+                            None => {
+                                let json = Bytes::copy_from_slice(value.value());
+                                if cached {
+                                    self.cache.fill(stamp, &id, &json);
+                                }
+                                json
+                            }
+                        };
                         candidates.push(StoredEntry {
-                            json: Bytes::copy_from_slice(value.value()),
+                            json,
                             id: id.clone(),
                         });
                         last_key = Some(id);

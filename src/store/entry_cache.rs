@@ -1,6 +1,7 @@
-//! The embedded store's cache of stored entries: id to the JSON text redb holds, so that a GET or
-//! a tag query answers from memory instead of descending redb's B-tree once per entry (the most
-//! of a tag query's time, README, Performance). The bytes are shared (`Bytes`), never copied.
+//! The embedded store's cache of stored entries: id to the JSON text redb holds, so that a GET, a
+//! tag query or a page-sized scan (the front page's) answers from memory instead of descending
+//! redb's B-tree once per entry (the most of a tag query's time, README, Performance). The bytes
+//! are shared (`Bytes`), never copied; long scans neither use nor fill the cache.
 //!
 //! **Coherent because this process is the only writer** (redb locks the file). Every write drops
 //! the entry it changed after its commit and before it returns, so a read that starts after a write

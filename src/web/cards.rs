@@ -8,7 +8,8 @@
 //! reference to it: while a card is kept its allocation cannot be freed and reused for other text,
 //! so the same address means the same text. A write makes new bytes: a new key, a new parse.
 //!
-//! Bytes that are not shared (DynamoDB returns fresh ones on every read) simply never hit. At most
+//! Bytes that nothing else holds (DynamoDB's, and the embedded store's for entries it read by a
+//! scan rather than from its cache) are freed with the page: they are parsed and not kept. At most
 //! [`MAX_CARDS`] cards are kept, of entries up to [`MAX_CACHED_ENTRY`] bytes; when full, the memo
 //! starts over.
 
@@ -84,18 +85,23 @@ pub struct CardMemo {
 impl CardMemo {
     /// The card of each entry, parsed only for bytes not seen before.
     pub fn cards(&self, entries: &[StoredEntry]) -> Result<Vec<Arc<CardData>>, AppError> {
-        let mut found: Vec<Option<Arc<CardData>>> = {
+        // Bytes held only by this page cannot be in the memo (it holds what it keeps), and would
+        // be freed with the page: no lookup, no keeping.
+        let shared = |e: &StoredEntry| !e.json.is_unique();
+        let mut found: Vec<Option<Arc<CardData>>> = if entries.iter().any(shared) {
             let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             entries
                 .iter()
                 .map(|e| kept.get(&address(&e.json)).map(|(_, c)| Arc::clone(c)))
                 .collect()
+        } else {
+            vec![None; entries.len()]
         };
         let mut parsed = Vec::new();
         for (slot, entry) in found.iter_mut().zip(entries) {
             if slot.is_none() {
                 let card = Arc::new(CardData::parse(entry)?);
-                if entry.json.len() <= MAX_CACHED_ENTRY {
+                if entry.json.len() <= MAX_CACHED_ENTRY && shared(entry) {
                     parsed.push((entry.json.clone(), Arc::clone(&card)));
                 }
                 *slot = Some(card);
@@ -143,6 +149,11 @@ mod tests {
     fn the_same_bytes_are_parsed_once_and_new_bytes_again() {
         let memo = CardMemo::default();
         let e = stored("r1", "one");
+        // Bytes held only by the page are not kept.
+        memo.cards(std::slice::from_ref(&e)).unwrap();
+        assert_eq!(memo.len(), 0);
+        // Held elsewhere too (as the entry cache holds them): kept.
+        let _cache = e.json.clone();
         let first = memo.cards(std::slice::from_ref(&e)).unwrap();
         assert_eq!(first[0].name, "one");
         assert_eq!(first[0].tags, ["a", "b\"q"]);
@@ -154,6 +165,7 @@ mod tests {
         );
         // The entry written anew: other bytes, with the same id and length even.
         let rewritten = stored("r1", "eno");
+        let _cache2 = rewritten.json.clone();
         let after = memo.cards(&[rewritten]).unwrap();
         assert_eq!(after[0].name, "eno");
         assert_eq!(memo.len(), 2);
@@ -162,8 +174,11 @@ mod tests {
     #[test]
     fn the_memo_is_bounded() {
         let memo = CardMemo::default();
+        let mut held = Vec::new();
         for i in 0..(MAX_CARDS + 10) {
-            memo.cards(&[stored(&format!("r{i}"), "n")]).unwrap();
+            let e = stored(&format!("r{i}"), "n");
+            held.push(e.json.clone());
+            memo.cards(&[e]).unwrap();
             assert!(memo.len() <= MAX_CARDS);
         }
     }
