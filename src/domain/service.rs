@@ -310,7 +310,7 @@ impl Registry {
             _ => Plan::for_filter(filter),
         };
         let mut after = cursor.map(|c| c.after);
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(limit.min(256));
         let mut bytes = 0usize;
         let mut scanned = 0usize;
         let mut chunks = 0u32;

@@ -37,6 +37,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_TAG_INDEX: &str = "tag_index_version";
 const TAG_INDEX_VERSION: u64 = 1;
 const FILE_NAME: &str = "registry-db.redb";
+/// Room reserved at most, in entries, for what a read may collect.
+const PREALLOCATE: usize = 256;
 /// Scan chunks of at most this many entries read through the entry cache.
 const CACHED_SCAN: usize = 64;
 
@@ -145,7 +147,8 @@ fn posting(
     let mut range = index
         .range::<(&str, &str)>((lower, Bound::Unbounded))
         .map_err(unavailable)?;
-    let mut ids = Vec::new();
+    // Sized up front: growing it was a tenth of a tag query's time in a profile.
+    let mut ids = Vec::with_capacity(max.min(PREALLOCATE));
     let mut complete = true;
     for row in range.by_ref() {
         let (key, _) = row.map_err(unavailable)?;
@@ -364,7 +367,7 @@ impl Store for EmbeddedStore {
             let stamp = self.cache.stamp();
             let txn = db.begin_read().map_err(unavailable)?;
             let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
-            let mut candidates = Vec::new();
+            let mut candidates = Vec::with_capacity(max_entries.min(PREALLOCATE));
             let mut bytes = 0usize;
             match plan {
                 Plan::Scan => {
