@@ -240,29 +240,15 @@ async fn reindex_command_rebuilds_the_tag_index_of_a_data_folder() {
 /// (not the path a client sent), status and latency; "unmatched" when no route matched.
 #[test]
 fn every_request_is_logged_with_its_route_template_and_status() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_registry-db"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "info")
-        .env_remove("REGISTRY_DB_WRITE_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("registry-db listening on ")
-        .unwrap()
-        .to_string();
+    let data = dir.path().join("data");
+    let server = support::start_server_logging_to(
+        &["--data", data.to_str().unwrap()],
+        &[("RUST_LOG", "info")],
+        std::fs::File::create(&log_path).unwrap().into(),
+    );
+    let base = &server.base;
     let client = reqwest::blocking::Client::new();
     let created = client
         .post(format!("{base}/container_registry"))
@@ -286,8 +272,7 @@ fn every_request_is_logged_with_its_route_template_and_status() {
             .status(),
         404
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 
     let log = std::fs::read_to_string(&log_path).unwrap();
     let requests: Vec<&str> = log.lines().filter(|l| l.contains("request")).collect();

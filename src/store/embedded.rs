@@ -23,7 +23,7 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 
-use super::entry_cache::{CacheStats, DEFAULT_ENTRY_CACHE_MIB, EntryCache};
+use super::entry_cache::{CacheStats, DEFAULT_ENTRY_CACHE_MIB, EntryCache, ReadStamp};
 use super::plan::{Plan, Posting, merge};
 use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::ContainerRegistry;
@@ -210,6 +210,14 @@ impl EmbeddedStore {
         })
     }
 
+    /// What a read found in redb, as shared bytes, kept in the entry cache unless a write
+    /// committed since `stamp`.
+    fn keep(&self, stamp: ReadStamp, id: &str, stored: &[u8]) -> Bytes {
+        let json = Bytes::copy_from_slice(stored);
+        self.cache.fill(stamp, id, &json);
+        json
+    }
+
     /// A read, on the calling task (see the module's comment).
     fn read<T>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
         f(&self.db)
@@ -300,10 +308,9 @@ impl Store for EmbeddedStore {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ENTRIES).map_err(unavailable)?;
             let json = match table.get(id).map_err(unavailable)? {
-                Some(v) => Bytes::copy_from_slice(v.value()),
+                Some(v) => self.keep(stamp, id, v.value()),
                 None => return Ok(None),
             };
-            self.cache.fill(stamp, id, &json);
             Ok(Some(StoredEntry {
                 id: id.to_string(),
                 json,
@@ -386,15 +393,13 @@ impl Store for EmbeddedStore {
                         let (key, value) = row.map_err(unavailable)?;
                         let id = key.value().to_string();
                         bytes += value.value().len();
-                        let json = match cached.then(|| self.cache.get(&id)).flatten() {
-                            Some(json) => json,
-                            None => {
-                                let json = Bytes::copy_from_slice(value.value());
-                                if cached {
-                                    self.cache.fill(stamp, &id, &json);
-                                }
-                                json
+                        let json = if cached {
+                            match self.cache.get(&id) {
+                                Some(json) => json,
+                                None => self.keep(stamp, &id, value.value()),
                             }
+                        } else {
+                            Bytes::copy_from_slice(value.value())
                         };
                         candidates.push(StoredEntry {
                             json,
@@ -432,14 +437,10 @@ impl Store for EmbeddedStore {
                         // The index and the entries are written together: every id is there.
                         let json = match cached {
                             Some(json) => Some(json),
-                            None => match entries.get(id.as_str()).map_err(unavailable)? {
-                                Some(value) => {
-                                    let json = Bytes::copy_from_slice(value.value());
-                                    self.cache.fill(stamp, &id, &json);
-                                    Some(json)
-                                }
-                                None => None,
-                            },
+                            None => entries
+                                .get(id.as_str())
+                                .map_err(unavailable)?
+                                .map(|value| self.keep(stamp, &id, value.value())),
                         };
                         bytes += json.as_ref().map_or(0, Bytes::len);
                         let stop = (i + 1 == max_entries || bytes >= max_bytes) && i + 1 < total;

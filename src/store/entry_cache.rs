@@ -90,12 +90,7 @@ impl EntryCache {
             .map
             .get(id)
             .cloned();
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count(u64::from(found.is_some()), 1);
         found
     }
 
@@ -110,15 +105,19 @@ impl EntryCache {
                 .map(|id| kept.map.get(id.as_str()).cloned())
                 .collect()
         };
-        let hits = found.iter().filter(|f| f.is_some()).count() as u64;
+        let hits = found.iter().filter(|f| f.is_some()).count();
+        self.count(hits as u64, ids.len() as u64);
+        found
+    }
+
+    /// Counts `hits` of `looked_up` lookups, touching each shared counter only when it moves.
+    fn count(&self, hits: u64, looked_up: u64) {
         if hits > 0 {
             self.hits.fetch_add(hits, Ordering::Relaxed);
         }
-        if hits < ids.len() as u64 {
-            self.misses
-                .fetch_add(ids.len() as u64 - hits, Ordering::Relaxed);
+        if hits < looked_up {
+            self.misses.fetch_add(looked_up - hits, Ordering::Relaxed);
         }
-        found
     }
 
     /// Taken before the read transaction whose result may go to [`fill`](Self::fill).
@@ -141,7 +140,7 @@ impl EntryCache {
         let size = cost(id, json);
         let mut kept = self.kept.write().unwrap_or_else(|p| p.into_inner());
         // Under the lock, so that no write's `forget` slips between this check and the insert.
-        if self.writes.load(Ordering::SeqCst) != stamp.0 || size > self.max_bytes {
+        if !self.unchanged_since(stamp) || size > self.max_bytes {
             return;
         }
         if kept.bytes + size > self.max_bytes {

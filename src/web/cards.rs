@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::view::CardSource;
 use crate::domain::entry::{RegistryType, StorageType};
 use crate::error::AppError;
 use crate::health::HealthStatus;
@@ -28,42 +27,49 @@ use crate::store::entry_cache::MAX_CACHED_ENTRY;
 /// Cards kept at most (a list page shows 20).
 pub const MAX_CARDS: usize = 1024;
 
-/// The fields of an entry that a card shows and the facets of a page count.
-#[derive(Debug, PartialEq)]
+/// The fields of a stored entry that a card shows and the facets of a page count. Everything else
+/// (metadata, config, the rest of the storage info and of the last probe) is skipped without being
+/// built.
+#[derive(Debug, serde::Deserialize)]
 pub struct CardData {
+    #[serde(rename = "container_registry_id")]
     pub id: String,
+    #[serde(rename = "container_registry_name")]
     pub name: String,
+    #[serde(rename = "container_registry_tags")]
     pub tags: Vec<String>,
+    #[serde(rename = "container_registry_image_prefix")]
     pub image_prefix: String,
+    #[serde(rename = "container_registry_storage_info")]
+    pub storage: CardStorage,
+    #[serde(rename = "container_registry_health", default)]
+    pub health: Option<CardHealth>,
+}
+
+/// What a card shows of `container_registry_storage_info`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CardStorage {
+    #[serde(default)]
     pub registry_type: Option<RegistryType>,
+    #[serde(default)]
     pub storage_type: Option<StorageType>,
-    /// The last probe's verdict and when it ran.
-    pub health: Option<(HealthStatus, String)>,
+}
+
+/// What a card shows of the last probe: its verdict and when it ran.
+#[derive(Debug, serde::Deserialize)]
+pub struct CardHealth {
+    pub status: HealthStatus,
+    pub checked_at: String,
 }
 
 impl CardData {
     /// Parses the card of a stored entry.
     pub fn parse(entry: &StoredEntry) -> Result<CardData, AppError> {
-        let e: CardSource<'_> = serde_json::from_slice(&entry.json).map_err(|err| {
+        serde_json::from_slice(&entry.json).map_err(|err| {
             AppError::Store(format!(
                 "the stored entry {} is not readable: {err}",
                 entry.id
             ))
-        })?;
-        Ok(CardData {
-            id: e.container_registry_id.into_owned(),
-            name: e.container_registry_name.into_owned(),
-            tags: e
-                .container_registry_tags
-                .into_iter()
-                .map(|t| t.into_owned())
-                .collect(),
-            image_prefix: e.container_registry_image_prefix.into_owned(),
-            registry_type: e.container_registry_storage_info.registry_type,
-            storage_type: e.container_registry_storage_info.storage_type,
-            health: e
-                .container_registry_health
-                .map(|h| (h.status, h.checked_at.into_owned())),
         })
     }
 }
@@ -157,7 +163,7 @@ mod tests {
         let first = memo.cards(std::slice::from_ref(&e)).unwrap();
         assert_eq!(first[0].name, "one");
         assert_eq!(first[0].tags, ["a", "b\"q"]);
-        assert_eq!(first[0].registry_type, Some(RegistryType::Aios));
+        assert_eq!(first[0].storage.registry_type, Some(RegistryType::Aios));
         let again = memo.cards(std::slice::from_ref(&e)).unwrap();
         assert!(
             Arc::ptr_eq(&first[0], &again[0]),

@@ -323,9 +323,9 @@ fn build<'a>(
         for c in cards {
             counter.add_parts(
                 &c.tags,
-                c.registry_type,
-                c.storage_type,
-                c.health.as_ref().map(|(s, _)| *s),
+                c.storage.registry_type,
+                c.storage.storage_type,
+                c.health.as_ref().map(|h| h.status),
             );
         }
         Arc::new(counter.finish(page.scanned as u64, true))

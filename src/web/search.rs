@@ -172,33 +172,18 @@ impl Search {
 
     /// The query string of this search (without the cursor), for links: facet toggles, paging.
     pub fn query_string(&self) -> String {
-        let mut out = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("q", &self.q),
-            ("registry_type", &self.registry_type),
-            ("storage_type", &self.storage_type),
-            ("health", &self.health),
-            ("meta_key", &self.meta_key),
-            ("meta_value", &self.meta_value),
-        ] {
-            if !v.is_empty() {
-                out.append_pair(k, v);
-            }
-        }
-        for tag in &self.tags {
-            out.append_pair("tag", tag);
-        }
-        out.finish()
+        encode(String::new(), self.pairs())
     }
 
     /// `/?...` for this search; `/` when it is empty.
     pub fn href(&self) -> String {
-        let qs = self.query_string();
-        if qs.is_empty() {
-            "/".into()
-        } else {
-            format!("/?{qs}")
-        }
+        href_of(self.pairs())
+    }
+
+    /// The search's pairs as a query string holds them: the one-value fields, then the tags.
+    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let tags = self.tags.iter().map(|t| ("tag", t.as_str()));
+        self.fields().into_iter().chain(tags)
     }
 
     /// The one-value fields as they appear in a query string, in its order.
@@ -258,13 +243,19 @@ impl Search {
     }
 }
 
-/// `/?k=v&...` of the non-empty pairs, `/` when there are none.
-fn href_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = url::form_urlencoded::Serializer::for_suffix(String::from("/?"), 2);
+/// `out` followed by the non-empty pairs, form-encoded.
+fn encode<'k, 'v>(out: String, pairs: impl Iterator<Item = (&'k str, &'v str)>) -> String {
+    let start = out.len();
+    let mut out = url::form_urlencoded::Serializer::for_suffix(out, start);
     for (k, v) in pairs.filter(|(_, v)| !v.is_empty()) {
         out.append_pair(k, v);
     }
-    let href = out.finish();
+    out.finish()
+}
+
+/// `/?k=v&...` of the non-empty pairs, `/` when there are none.
+fn href_of<'k, 'v>(pairs: impl Iterator<Item = (&'k str, &'v str)>) -> String {
+    let href = encode(String::from("/?"), pairs);
     if href.len() == 2 { "/".into() } else { href }
 }
 

@@ -2,14 +2,12 @@
 //! string here is still raw user text; the templates escape it (askama escapes all `{{ }}` output
 //! of `.html` templates, and nothing here is marked safe).
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::cards::CardData;
 use super::search::{registry_type_str, storage_type_str};
-use crate::domain::entry::{ContainerRegistry, RegistryType, StorageType};
+use crate::domain::entry::ContainerRegistry;
 use crate::health::{HealthStatus, ProbeResult};
 
 /// Tags shown on a card; the rest are counted ("+3 more") and listed on the registry's page.
@@ -82,41 +80,6 @@ pub struct Card<'a> {
     pub badge: Badge,
 }
 
-/// The fields of a stored entry that a card shows and the facets count. Everything else (metadata,
-/// config, the rest of the storage info and of the last probe) is skipped without being built, and
-/// strings are borrowed from the stored text: parsing was most of a list page's time.
-#[derive(Debug, serde::Deserialize)]
-pub struct CardSource<'a> {
-    #[serde(borrow)]
-    pub container_registry_id: Cow<'a, str>,
-    #[serde(borrow)]
-    pub container_registry_name: Cow<'a, str>,
-    #[serde(borrow)]
-    pub container_registry_tags: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub container_registry_image_prefix: Cow<'a, str>,
-    pub container_registry_storage_info: CardStorage,
-    #[serde(default, borrow)]
-    pub container_registry_health: Option<CardHealth<'a>>,
-}
-
-/// What a card shows of `container_registry_storage_info`.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct CardStorage {
-    #[serde(default)]
-    pub registry_type: Option<RegistryType>,
-    #[serde(default)]
-    pub storage_type: Option<StorageType>,
-}
-
-/// What a card shows of the last probe.
-#[derive(Debug, serde::Deserialize)]
-pub struct CardHealth<'a> {
-    pub status: HealthStatus,
-    #[serde(borrow)]
-    pub checked_at: Cow<'a, str>,
-}
-
 impl<'a> Card<'a> {
     pub fn new(e: &'a CardData, now: DateTime<Utc>) -> Card<'a> {
         Card {
@@ -124,10 +87,13 @@ impl<'a> Card<'a> {
             name: &e.name,
             tags: &e.tags[..e.tags.len().min(CARD_TAGS)],
             more_tags: e.tags.len().saturating_sub(CARD_TAGS),
-            registry_type: e.registry_type.map_or("", registry_type_str),
-            storage_type: e.storage_type.map_or("", storage_type_str),
+            registry_type: e.storage.registry_type.map_or("", registry_type_str),
+            storage_type: e.storage.storage_type.map_or("", storage_type_str),
             image_prefix: &e.image_prefix,
-            badge: badge(e.health.as_ref().map(|(s, at)| (*s, at.as_str())), now),
+            badge: badge(
+                e.health.as_ref().map(|h| (h.status, h.checked_at.as_str())),
+                now,
+            ),
         }
     }
 }

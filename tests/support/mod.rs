@@ -250,6 +250,11 @@ impl Drop for Server {
 /// Starts the real binary: `registry-db serve --addr 127.0.0.1:0 ARGS`, with the service's own
 /// settings cleared from the environment but for `envs`, and learns its port from its first line.
 pub fn start_server(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    start_server_logging_to(args, envs, Stdio::inherit())
+}
+
+/// [`start_server`], with the server's standard error (its log) going to `stderr`.
+pub fn start_server_logging_to(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-db"));
     cmd.arg("serve").args(["--addr", "127.0.0.1:0"]).args(args);
     for key in [
@@ -264,7 +269,7 @@ pub fn start_server(args: &[&str], envs: &[(&str, &str)]) -> Server {
     }
     cmd.envs(envs.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
     let mut child = cmd.spawn().expect("start registry-db");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
