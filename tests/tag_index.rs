@@ -422,9 +422,10 @@ async fn reindex_removes_index_keys_no_entry_calls_for() {
     );
 }
 
-/// The embedded store keeps entries it read in memory (`store::entry_cache`): repeated GETs and tag
-/// queries are served from there, and no read, however it races with writes, answers an entry's
-/// bytes from before a write that was acknowledged.
+/// The embedded store keeps entries and tag lists it read in memory (`store::entry_cache`):
+/// repeated GETs and tag queries are served from there, and no read, however it races with writes,
+/// answers an entry's bytes or a tag's members from before a write that was acknowledged, nor an
+/// entry that does not match.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write_s_old_bytes() {
     use registry_db::store::embedded::EmbeddedStore;
@@ -448,6 +449,7 @@ async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write
     let after = store.cache_stats();
     assert_eq!(after.hits - before.hits, 25, "{before:?} -> {after:?}");
     assert_eq!(after.misses, before.misses, "{before:?} -> {after:?}");
+    assert_eq!(after.postings, 1, "the gpu list is cached: {after:?}");
 
     // A write is seen by the next GET and the next query, with its new bytes.
     let name = |json: &[u8]| {
@@ -491,7 +493,11 @@ async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write
             tokio::spawn(async move {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     registry.get("e00006").await.unwrap();
-                    registry.query(&gpu, 100, None).await.unwrap();
+                    let page = registry.query(&gpu, 100, None).await.unwrap();
+                    for e in &page.entries {
+                        let v: Value = serde_json::from_slice(&e.json).unwrap();
+                        assert_eq!(v["container_registry_tags"], json!(["gpu"]), "{}", e.id);
+                    }
                     tokio::task::yield_now().await;
                 }
             })
@@ -510,6 +516,22 @@ async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write
             .unwrap();
         let e6 = page.entries.iter().find(|e| e.id == "e00006").unwrap();
         assert_eq!(name(&e6.json), written);
+        // An entry moved in and out of the tag is in the next query exactly when it carries it.
+        let tags = if k % 2 == 0 {
+            json!(["cpu"])
+        } else {
+            json!(["gpu"])
+        };
+        registry
+            .update("e00008", &json!({"container_registry_tags": tags}))
+            .await
+            .unwrap();
+        let page = registry
+            .query(&Filter::parse(&gpu).unwrap(), 100, None)
+            .await
+            .unwrap();
+        let has_e8 = page.entries.iter().any(|e| e.id == "e00008");
+        assert_eq!(has_e8, k % 2 == 1, "after write {k}");
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for r in readers {

@@ -23,7 +23,9 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 
-use super::entry_cache::{CacheStats, DEFAULT_ENTRY_CACHE_MIB, EntryCache, ReadStamp};
+use super::entry_cache::{
+    CacheStats, CachedPosting, DEFAULT_ENTRY_CACHE_MIB, EntryCache, MAX_CACHED_POSTING, ReadStamp,
+};
 use super::plan::{Plan, Posting, merge};
 use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::ContainerRegistry;
@@ -73,21 +75,25 @@ fn stored_tags(id: &str, bytes: &[u8]) -> Result<Vec<String>, StoreError> {
         .map_err(|e| StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}")))
 }
 
-/// Brings the index keys of `id` from `old` tags to `new` tags.
+/// Brings the index keys of `id` from `old` tags to `new` tags; returns the tags whose lists
+/// changed (for the cache to drop).
 fn write_index(
     txn: &WriteTransaction,
     id: &str,
     old: &[String],
     new: &[String],
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let mut index = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+    let mut changed = Vec::new();
     for tag in old.iter().filter(|t| !new.contains(t)) {
         index.remove((tag.as_str(), id)).map_err(unavailable)?;
+        changed.push(tag.clone());
     }
     for tag in new.iter().filter(|t| !old.contains(t)) {
         index.insert((tag.as_str(), id), ()).map_err(unavailable)?;
+        changed.push(tag.clone());
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Rebuilds the whole index inside `txn`.
@@ -165,7 +171,66 @@ fn posting(
     Ok(Posting { ids, complete })
 }
 
+/// The read transaction `txn`, begun now if it was not yet.
+fn begun<'t>(
+    db: &Database,
+    txn: &'t mut Option<ReadTransaction>,
+) -> Result<&'t ReadTransaction, StoreError> {
+    Ok(match txn {
+        Some(txn) => txn,
+        empty => empty.insert(db.begin_read().map_err(unavailable)?),
+    })
+}
+
+/// The ids of a cached whole list after `after`: at most `max`.
+fn cached_posting(all: &[Box<str>], after: Option<&str>, max: usize) -> Posting {
+    let start = after.map_or(0, |after| all.partition_point(|id| &**id <= after));
+    let ids: Vec<String> = all[start..]
+        .iter()
+        .take(max)
+        .map(|id| id.to_string())
+        .collect();
+    let complete = start + ids.len() == all.len();
+    Posting { ids, complete }
+}
+
 impl EmbeddedStore {
+    /// Reads one tag's index list after `after` (at most `max` ids) from the cache, or else from
+    /// redb. A list read from its start is read whole when it is short enough to cache, and
+    /// cached (or remembered as too long to cache).
+    fn tag_posting(
+        &self,
+        txn: &mut Option<ReadTransaction>,
+        stamp: ReadStamp,
+        tag: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Posting, StoreError> {
+        match self.cache.posting(tag) {
+            Some(CachedPosting::Ids(all)) => return Ok(cached_posting(&all, after, max)),
+            Some(CachedPosting::TooLong) => {}
+            None if after.is_none() && self.cache.enabled() => {
+                let whole = MAX_CACHED_POSTING.max(max);
+                let mut read = posting(begun(&self.db, txn)?, tag, None, whole + 1)?;
+                if read.complete && read.ids.len() <= MAX_CACHED_POSTING {
+                    let all: Arc<[Box<str>]> =
+                        read.ids.iter().map(|id| Box::from(id.as_str())).collect();
+                    self.cache
+                        .fill_posting(stamp, tag, CachedPosting::Ids(all.clone()));
+                    return Ok(cached_posting(&all, None, max));
+                }
+                self.cache.fill_posting(stamp, tag, CachedPosting::TooLong);
+                if read.ids.len() > max {
+                    read.ids.truncate(max);
+                    read.complete = false;
+                }
+                return Ok(read);
+            }
+            None => {}
+        }
+        posting(begun(&self.db, txn)?, tag, after, max)
+    }
+
     /// Opens (creating if needed) the store in `dir`, with an entry cache of the default size.
     /// Fails with a clear message when another process holds it: redb allows one writer process
     /// per file. A store written before the tag index existed gets its index built here, once.
@@ -246,6 +311,7 @@ impl EmbeddedStore {
         let cache = self.cache.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
+            let mut changed = Vec::new();
             let out = {
                 let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
                 let current = match table.get(id.as_str()).map_err(unavailable)? {
@@ -258,12 +324,13 @@ impl EmbeddedStore {
                     table
                         .insert(id.as_str(), encode(&new)?.as_slice())
                         .map_err(unavailable)?;
-                    write_index(&txn, &id, &old_tags, &new.container_registry_tags)?;
+                    changed = write_index(&txn, &id, &old_tags, &new.container_registry_tags)?;
                 }
                 out
             };
+            let mark = cache.begin_write();
             txn.commit().map_err(unavailable)?;
-            cache.forget(&id);
+            mark.committed(&id, changed.iter().map(String::as_str));
             Ok(Some(out))
         })
         .await
@@ -288,9 +355,10 @@ impl Store for EmbeddedStore {
                     .insert(id.as_str(), bytes.as_slice())
                     .map_err(unavailable)?;
             }
-            write_index(&txn, &id, &[], &tags)?;
+            let changed = write_index(&txn, &id, &[], &tags)?;
+            let mark = cache.begin_write();
             txn.commit().map_err(unavailable)?;
-            cache.forget(&id);
+            mark.committed(&id, changed.iter().map(String::as_str));
             Ok(())
         })
         .await
@@ -355,11 +423,13 @@ impl Store for EmbeddedStore {
                 }
             };
             let existed = removed.is_some();
-            if let Some(tags) = removed {
-                write_index(&txn, &id, &tags, &[])?;
-            }
+            let changed = match removed {
+                Some(tags) => write_index(&txn, &id, &tags, &[])?,
+                None => Vec::new(),
+            };
+            let mark = cache.begin_write();
             txn.commit().map_err(unavailable)?;
-            cache.forget(&id);
+            mark.committed(&id, changed.iter().map(String::as_str));
             Ok(existed)
         })
         .await
@@ -372,12 +442,16 @@ impl Store for EmbeddedStore {
         let max_bytes = request.max_bytes;
         self.read(|db| {
             let stamp = self.cache.stamp();
-            let txn = db.begin_read().map_err(unavailable)?;
-            let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+            // Begun when something is not in the cache: a tag query the cache answers whole
+            // opens none.
+            let mut txn = None;
             let mut candidates = Vec::with_capacity(max_entries.min(PREALLOCATE));
             let mut bytes = 0usize;
             match plan {
                 Plan::Scan => {
+                    let entries = begun(db, &mut txn)?
+                        .open_table(ENTRIES)
+                        .map_err(unavailable)?;
                     let lower = match after {
                         Some(key) => Bound::Excluded(key),
                         None => Bound::Unbounded,
@@ -426,21 +500,32 @@ impl Store for EmbeddedStore {
                     // One key more than needed per list tells whether more follow.
                     let mut postings = BTreeMap::new();
                     for tag in tag_plan.set.tags() {
-                        let p = posting(&txn, tag, after, max_entries + 1)?;
+                        let p = self.tag_posting(&mut txn, stamp, tag, after, max_entries + 1)?;
                         postings.insert(tag.to_string(), p);
                     }
                     let merged = merge(&tag_plan.set, postings);
                     let mut last_key = merged.horizon;
                     let total = merged.ids.len();
                     let cached = self.cache.get_many(&merged.ids[..total.min(max_entries)]);
+                    let mut entries = None;
                     for (i, (id, cached)) in merged.ids.into_iter().zip(cached).enumerate() {
                         // The index and the entries are written together: every id is there.
                         let json = match cached {
                             Some(json) => Some(json),
-                            None => entries
-                                .get(id.as_str())
-                                .map_err(unavailable)?
-                                .map(|value| self.keep(stamp, &id, value.value())),
+                            None => {
+                                let entries = match &mut entries {
+                                    Some(table) => table,
+                                    empty => empty.insert(
+                                        begun(db, &mut txn)?
+                                            .open_table(ENTRIES)
+                                            .map_err(unavailable)?,
+                                    ),
+                                };
+                                entries
+                                    .get(id.as_str())
+                                    .map_err(unavailable)?
+                                    .map(|value| self.keep(stamp, &id, value.value()))
+                            }
                         };
                         bytes += json.as_ref().map_or(0, Bytes::len);
                         let stop = (i + 1 == max_entries || bytes >= max_bytes) && i + 1 < total;
@@ -454,8 +539,9 @@ impl Store for EmbeddedStore {
                             break;
                         }
                     }
-                    // Cached entries are the latest; the index lists are the transaction's. If a
-                    // write committed in between, they may disagree: the filter decides then.
+                    // The lists and entries come from the cache or from the read transaction,
+                    // whichever held them. If a write was in flight or committed meanwhile, they
+                    // may disagree: the filter decides then.
                     let exact = tag_plan.exact && self.cache.unchanged_since(stamp);
                     Ok(ScanChunk {
                         scanned: candidates.len(),
@@ -517,10 +603,13 @@ impl Store for EmbeddedStore {
     }
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {
-        self.blocking(|db| {
+        let cache = self.cache.clone();
+        self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let report = rebuild_index(&txn)?;
+            let mark = cache.begin_write();
             txn.commit().map_err(unavailable)?;
+            mark.committed_index();
             Ok(report)
         })
         .await

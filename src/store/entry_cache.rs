@@ -1,36 +1,60 @@
-//! The embedded store's cache of stored entries: id to the JSON text redb holds, so that a GET, a
-//! tag query or a page-sized scan (the front page's) answers from memory instead of descending
-//! redb's B-tree once per entry (the most of a tag query's time, README, Performance). The bytes
+//! The embedded store's cache of what redb holds: entries (id to their JSON text) and the tag
+//! index's lists (tag to every id carrying it), so that a GET, a tag query or a page-sized scan
+//! (the front page's) answers from memory instead of descending redb's B-trees once per entry and
+//! once per index key (together the most of a tag query's time, README, Performance). Entry bytes
 //! are shared (`Bytes`), never copied; long scans neither use nor fill the cache.
 //!
-//! **Coherent because this process is the only writer** (redb locks the file). Every write drops
-//! the entry it changed after its commit and before it returns, so a read that starts after a write
-//! was acknowledged never sees what it replaced. A read that missed fills the cache only if no write
-//! committed since that read began (one store-wide counter): a fill can never put back bytes that a
-//! concurrent write has already replaced.
+//! **Coherent because this process is the only writer** (redb locks the file). A write marks
+//! itself in flight before it commits, and after the commit, before it returns, drops the entry
+//! it wrote and the lists of the tags it added or removed. One store-wide word counts finished
+//! writes and writes in flight; a read takes it before it begins ([`EntryCache::stamp`]):
+//! - a read fills the cache only if the word has not moved since (no write committed, none in
+//!   flight), so a fill never puts back what a concurrent write has replaced;
+//! - a read that mixed cached lists or entries with what redb showed it belongs to one state of
+//!   the store only under the same condition ([`EntryCache::unchanged_since`]); a tag query
+//!   evaluates its filter on every entry otherwise.
 //!
-//! **Bounded.** At most `max_bytes` of entries (plus their ids and a fixed overhead each), and no
-//! entry larger than [`MAX_CACHED_ENTRY`]: a listing of a few large entries does not push out
-//! thousands of small ones, and memory stays bounded by the budget (`--entry-cache-mib`). When a
-//! fill would exceed the budget, about an eighth of the cache is dropped, in the map's (arbitrary)
-//! order.
+//! **Bounded.** At most `max_bytes` of entries and lists (plus their ids and a fixed overhead
+//! each), no entry larger than [`MAX_CACHED_ENTRY`] and no list longer than [`MAX_CACHED_POSTING`]
+//! ids: a listing of a few large entries does not push out thousands of small ones, and memory
+//! stays bounded by the budget (`--entry-cache-mib`). When a fill would exceed the budget, about an
+//! eighth of it is dropped, entries first, in the maps' (arbitrary) order.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
 /// Entries larger than this are read from redb each time.
 pub const MAX_CACHED_ENTRY: usize = 16 * 1024;
-/// What one cached entry costs beyond its id and bytes (map slot, `Bytes` and `Box<str>` headers).
+/// Tags carried by more entries than this have their index list read from redb each time (only
+/// as far as a page needs); the cache remembers that the list is that long.
+pub const MAX_CACHED_POSTING: usize = 2048;
+/// What one cached entry or list costs beyond its text (map slot, `Bytes` and `Box<str>` headers).
 const OVERHEAD: usize = 64;
+/// What one id in a cached list costs beyond its text (its `Box<str>` header).
+const ID_OVERHEAD: usize = 16;
 /// `--entry-cache-mib` by default.
 pub const DEFAULT_ENTRY_CACHE_MIB: usize = 16;
+
+/// The state word: finished writes in the high bits, writes in flight in the low ones.
+const IN_FLIGHT: u64 = (1 << 20) - 1;
+const FINISHED: u64 = 1 << 20;
+
+/// One tag's index list as the cache knows it.
+#[derive(Debug, Clone)]
+pub enum CachedPosting {
+    /// Every id carrying the tag, ascending.
+    Ids(Arc<[Box<str>]>),
+    /// More than [`MAX_CACHED_POSTING`] entries carry the tag.
+    TooLong,
+}
 
 #[derive(Debug, Default)]
 struct Kept {
     map: HashMap<Box<str>, Bytes>,
+    postings: HashMap<Box<str>, CachedPosting>,
     bytes: usize,
 }
 
@@ -38,8 +62,9 @@ struct Kept {
 #[derive(Debug)]
 pub struct EntryCache {
     kept: RwLock<Kept>,
-    /// Writes committed so far; a fill names the count it read at, and is refused if it moved.
-    writes: AtomicU64,
+    /// Finished writes and writes in flight (see [`IN_FLIGHT`]); a fill names the word it read
+    /// at, and is refused if it moved.
+    state: AtomicU64,
     max_bytes: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -51,6 +76,8 @@ pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
     pub entries: usize,
+    /// Tags whose index list is cached.
+    pub postings: usize,
     pub bytes: usize,
 }
 
@@ -62,20 +89,87 @@ fn cost(id: &str, json: &Bytes) -> usize {
     id.len() + json.len() + OVERHEAD
 }
 
+fn posting_cost(tag: &str, posting: &CachedPosting) -> usize {
+    let ids = match posting {
+        CachedPosting::Ids(ids) => ids.iter().map(|id| id.len() + ID_OVERHEAD).sum(),
+        CachedPosting::TooLong => 0,
+    };
+    tag.len() + ids + OVERHEAD
+}
+
+impl Kept {
+    /// Drops about an eighth of `max_bytes` (at least `needed`), entries first, when adding
+    /// `needed` bytes would pass `max_bytes`.
+    fn make_room(&mut self, needed: usize, max_bytes: usize) {
+        if self.bytes + needed <= max_bytes {
+            return;
+        }
+        let drop_at_least = (max_bytes / 8).max(needed);
+        let mut dropped = 0;
+        let victims: Vec<Box<str>> = self
+            .map
+            .iter()
+            .take_while(|(k, v)| {
+                let go = dropped < drop_at_least;
+                dropped += cost(k, v);
+                go
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in victims {
+            if let Some(v) = self.map.remove(&k) {
+                self.bytes -= cost(&k, &v);
+            }
+        }
+        let lists: Vec<Box<str>> = self
+            .postings
+            .iter()
+            .take_while(|(k, v)| {
+                let go = dropped < drop_at_least;
+                dropped += posting_cost(k, v);
+                go
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in lists {
+            self.forget_posting(&k);
+        }
+    }
+
+    fn forget_posting(&mut self, tag: &str) {
+        if let Some(old) = self.postings.remove(tag) {
+            self.bytes -= posting_cost(tag, &old);
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Kept::default();
+    }
+}
+
 impl EntryCache {
     /// A cache of at most `max_bytes`; 0 keeps nothing.
     pub fn new(max_bytes: usize) -> Self {
         EntryCache {
             kept: RwLock::new(Kept::default()),
-            writes: AtomicU64::new(0),
+            state: AtomicU64::new(0),
             max_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    fn enabled(&self) -> bool {
+    /// Whether the cache keeps anything (a budget above 0).
+    pub fn enabled(&self) -> bool {
         self.max_bytes > 0
+    }
+
+    fn read_kept(&self) -> std::sync::RwLockReadGuard<'_, Kept> {
+        self.kept.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_kept(&self) -> std::sync::RwLockWriteGuard<'_, Kept> {
+        self.kept.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cached bytes of `id`, if any.
@@ -83,13 +177,7 @@ impl EntryCache {
         if !self.enabled() {
             return None;
         }
-        let found = self
-            .kept
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .map
-            .get(id)
-            .cloned();
+        let found = self.read_kept().map.get(id).cloned();
         self.count(u64::from(found.is_some()), 1);
         found
     }
@@ -100,7 +188,7 @@ impl EntryCache {
             return vec![None; ids.len()];
         }
         let found: Vec<Option<Bytes>> = {
-            let kept = self.kept.read().unwrap_or_else(|p| p.into_inner());
+            let kept = self.read_kept();
             ids.iter()
                 .map(|id| kept.map.get(id.as_str()).cloned())
                 .collect()
@@ -108,6 +196,14 @@ impl EntryCache {
         let hits = found.iter().filter(|f| f.is_some()).count();
         self.count(hits as u64, ids.len() as u64);
         found
+    }
+
+    /// The cached index list of `tag`, if any.
+    pub fn posting(&self, tag: &str) -> Option<CachedPosting> {
+        if !self.enabled() {
+            return None;
+        }
+        self.read_kept().postings.get(tag).cloned()
     }
 
     /// Counts `hits` of `looked_up` lookups, touching each shared counter only when it moves.
@@ -122,72 +218,117 @@ impl EntryCache {
 
     /// Taken before the read transaction whose result may go to [`fill`](Self::fill).
     pub fn stamp(&self) -> ReadStamp {
-        ReadStamp(self.writes.load(Ordering::SeqCst))
+        ReadStamp(self.state.load(Ordering::SeqCst))
     }
 
-    /// Whether no write committed since `stamp`: entries got from the cache and what a read
-    /// transaction begun after `stamp` saw then belong to one state of the store.
+    /// Whether no write committed or was in flight since `stamp`: what a read got from the cache
+    /// and what a read transaction begun after `stamp` saw belong to one state of the store.
     pub fn unchanged_since(&self, stamp: ReadStamp) -> bool {
-        self.writes.load(Ordering::SeqCst) == stamp.0
+        stamp.0 & IN_FLIGHT == 0 && self.state.load(Ordering::SeqCst) == stamp.0
     }
 
-    /// Keeps what a read found, unless a write committed since `stamp` (it may have replaced what
-    /// the read saw) or the entry is larger than [`MAX_CACHED_ENTRY`].
+    /// Keeps what a read found, unless a write moved the store since `stamp` (it may have
+    /// replaced what the read saw) or the entry is larger than [`MAX_CACHED_ENTRY`].
     pub fn fill(&self, stamp: ReadStamp, id: &str, json: &Bytes) {
         if !self.enabled() || json.len() > MAX_CACHED_ENTRY {
             return;
         }
         let size = cost(id, json);
-        let mut kept = self.kept.write().unwrap_or_else(|p| p.into_inner());
-        // Under the lock, so that no write's `forget` slips between this check and the insert.
+        let mut kept = self.write_kept();
+        // Under the lock, so that no write's drop slips between this check and the insert.
         if !self.unchanged_since(stamp) || size > self.max_bytes {
             return;
         }
-        if kept.bytes + size > self.max_bytes {
-            let drop_at_least = (self.max_bytes / 8).max(size);
-            let mut dropped = 0;
-            let victims: Vec<Box<str>> = kept
-                .map
-                .iter()
-                .take_while(|(k, v)| {
-                    let go = dropped < drop_at_least;
-                    dropped += cost(k, v);
-                    go
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in victims {
-                if let Some(v) = kept.map.remove(&k) {
-                    kept.bytes -= cost(&k, &v);
-                }
-            }
-        }
+        kept.make_room(size, self.max_bytes);
         if let Some(old) = kept.map.insert(id.into(), json.clone()) {
             kept.bytes -= cost(id, &old);
         }
         kept.bytes += size;
     }
 
-    /// Called by every write after it committed, before it returns: drops `id` (and refuses the
-    /// fills of reads that began before the commit).
-    pub fn forget(&self, id: &str) {
+    /// Keeps the whole index list of `tag` as a read found it, on the terms of [`fill`](Self::fill).
+    pub fn fill_posting(&self, stamp: ReadStamp, tag: &str, posting: CachedPosting) {
         if !self.enabled() {
             return;
         }
-        let mut kept = self.kept.write().unwrap_or_else(|p| p.into_inner());
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        if let Some(old) = kept.map.remove(id) {
-            kept.bytes -= cost(id, &old);
+        let size = posting_cost(tag, &posting);
+        let mut kept = self.write_kept();
+        if !self.unchanged_since(stamp) || size > self.max_bytes {
+            return;
+        }
+        kept.forget_posting(tag);
+        kept.make_room(size, self.max_bytes);
+        kept.postings.insert(tag.into(), posting);
+        kept.bytes += size;
+    }
+
+    /// Marks a write in flight; call right before its commit, and [`WriteMark::committed`] after
+    /// it, before the write returns. From here until then, no read fills the cache or counts as
+    /// seeing one state of the store.
+    pub fn begin_write(&self) -> WriteMark<'_> {
+        self.state.fetch_add(1, Ordering::SeqCst);
+        WriteMark {
+            cache: self,
+            done: false,
         }
     }
 
     pub fn stats(&self) -> CacheStats {
-        let kept = self.kept.read().unwrap_or_else(|p| p.into_inner());
+        let kept = self.read_kept();
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries: kept.map.len(),
+            postings: kept.postings.len(),
             bytes: kept.bytes,
+        }
+    }
+}
+
+/// A write in flight (see [`EntryCache::begin_write`]).
+#[must_use = "a write must say what it changed after its commit"]
+pub struct WriteMark<'a> {
+    cache: &'a EntryCache,
+    done: bool,
+}
+
+impl WriteMark<'_> {
+    /// The write committed: drops the entry `id` and the index lists of `tags` (those whose
+    /// membership the write changed), then ends the mark.
+    pub fn committed<'t>(mut self, id: &str, tags: impl IntoIterator<Item = &'t str>) {
+        let mut kept = self.cache.write_kept();
+        if let Some(old) = kept.map.remove(id) {
+            kept.bytes -= cost(id, &old);
+        }
+        for tag in tags {
+            kept.forget_posting(tag);
+        }
+        self.finish(&mut kept);
+    }
+
+    /// The write changed index lists it cannot name (a rebuilt index): drops every list.
+    pub fn committed_index(mut self) {
+        let mut kept = self.cache.write_kept();
+        kept.postings.clear();
+        kept.bytes = kept.map.iter().map(|(k, v)| cost(k, v)).sum();
+        self.finish(&mut kept);
+    }
+
+    /// Ends the mark under the lock, so no fill checks the word between the drops and the end.
+    fn finish(&mut self, _kept: &mut Kept) {
+        self.done = true;
+        self.cache.state.fetch_add(FINISHED - 1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for WriteMark<'_> {
+    /// A write that did not say what it changed (its commit failed, or it failed after) may
+    /// have changed anything: drop everything.
+    fn drop(&mut self) {
+        if !self.done {
+            let mut kept = self.cache.write_kept();
+            kept.clear();
+            self.finish(&mut kept);
         }
     }
 }
@@ -206,7 +347,7 @@ mod tests {
         let stamp = cache.stamp();
         cache.fill(stamp, "a", &Bytes::from_static(b"{\"v\":1}"));
         assert_eq!(cache.get("a").as_deref(), Some(&b"{\"v\":1}"[..]));
-        cache.forget("a");
+        cache.begin_write().committed("a", []);
         assert_eq!(cache.get("a"), None);
         let stats = cache.stats();
         assert_eq!(
@@ -219,9 +360,9 @@ mod tests {
     fn a_read_that_began_before_a_write_does_not_fill() {
         let cache = EntryCache::new(1 << 20);
         // A read takes its stamp and reads the old bytes; a write of another entry commits and
-        // forgets; the read's fill is refused, since the counter moved.
+        // drops what it changed; the read's fill is refused, since the word moved.
         let stamp = cache.stamp();
-        cache.forget("b");
+        cache.begin_write().committed("b", []);
         cache.fill(stamp, "a", &Bytes::from_static(b"old"));
         assert_eq!(cache.get("a"), None);
         // A read that began after the write fills.
@@ -249,12 +390,92 @@ mod tests {
         assert!(cache.get("edge").is_some());
     }
 
+    fn ids(ids: &[&str]) -> CachedPosting {
+        CachedPosting::Ids(ids.iter().map(|id| Box::from(*id)).collect())
+    }
+
+    fn cached_ids(cache: &EntryCache, tag: &str) -> Option<Vec<String>> {
+        match cache.posting(tag)? {
+            CachedPosting::Ids(ids) => Some(ids.iter().map(|id| id.to_string()).collect()),
+            CachedPosting::TooLong => Some(vec!["(too long)".into()]),
+        }
+    }
+
+    #[test]
+    fn while_a_write_is_in_flight_no_read_fills_or_sees_one_state() {
+        let cache = EntryCache::new(1 << 20);
+        // Stamped before the write: the mark moves the word.
+        let before = cache.stamp();
+        let mark = cache.begin_write();
+        assert!(!cache.unchanged_since(before));
+        // Stamped while the write is in flight: the commit may land between two of its reads.
+        let during = cache.stamp();
+        assert!(!cache.unchanged_since(during));
+        cache.fill(during, "a", &bytes(3));
+        cache.fill_posting(during, "gpu", ids(&["a"]));
+        assert_eq!((cache.get("a"), cached_ids(&cache, "gpu")), (None, None));
+        mark.committed("a", ["gpu"]);
+        assert!(!cache.unchanged_since(during));
+        let after = cache.stamp();
+        assert!(cache.unchanged_since(after));
+        cache.fill_posting(after, "gpu", ids(&["a", "b"]));
+        assert_eq!(
+            cached_ids(&cache, "gpu"),
+            Some(vec!["a".into(), "b".into()])
+        );
+    }
+
+    #[test]
+    fn a_write_drops_the_lists_of_the_tags_it_changed_and_only_those() {
+        let cache = EntryCache::new(1 << 20);
+        let stamp = cache.stamp();
+        for tag in ["gpu", "cpu", "eu"] {
+            cache.fill_posting(stamp, tag, ids(&["a"]));
+        }
+        cache.fill_posting(stamp, "huge", CachedPosting::TooLong);
+        cache.begin_write().committed("a", ["gpu", "huge"]);
+        assert_eq!(cached_ids(&cache, "gpu"), None);
+        assert_eq!(cached_ids(&cache, "huge"), None);
+        assert_eq!(cached_ids(&cache, "cpu"), Some(vec!["a".into()]));
+        cache.begin_write().committed_index();
+        assert_eq!((cached_ids(&cache, "cpu"), cache.stats().bytes), (None, 0));
+    }
+
+    #[test]
+    fn a_write_that_fails_to_say_what_it_changed_drops_everything() {
+        let cache = EntryCache::new(1 << 20);
+        let stamp = cache.stamp();
+        cache.fill(stamp, "a", &bytes(3));
+        cache.fill_posting(stamp, "gpu", ids(&["a"]));
+        drop(cache.begin_write());
+        assert_eq!((cache.get("a"), cached_ids(&cache, "gpu")), (None, None));
+        assert!(!cache.unchanged_since(stamp));
+        assert_eq!(cache.stats().bytes, 0);
+    }
+
+    #[test]
+    fn lists_count_toward_the_budget() {
+        let budget = 64 * 1024;
+        let cache = EntryCache::new(budget);
+        for i in 0..200 {
+            let stamp = cache.stamp();
+            let list: Vec<String> = (0..50).map(|j| format!("id{i:03}-{j:02}")).collect();
+            let list: Vec<&str> = list.iter().map(String::as_str).collect();
+            cache.fill_posting(stamp, &format!("tag{i}"), ids(&list));
+            cache.fill(stamp, &format!("e{i}"), &bytes(200));
+            assert!(cache.stats().bytes <= budget, "{:?}", cache.stats());
+        }
+        let stats = cache.stats();
+        assert!(stats.postings > 10, "{stats:?}");
+    }
+
     #[test]
     fn a_zero_budget_keeps_nothing() {
         let cache = EntryCache::new(0);
         let stamp = cache.stamp();
         cache.fill(stamp, "a", &bytes(10));
-        assert_eq!(cache.get("a"), None);
+        cache.fill_posting(stamp, "gpu", ids(&["a"]));
+        assert_eq!((cache.get("a"), cached_ids(&cache, "gpu")), (None, None));
         assert_eq!(cache.stats(), CacheStats::default());
     }
 }
