@@ -195,7 +195,7 @@ async fn all_pages(registry: &Registry, filter: &Filter, limit: usize) -> Vec<St
             .query(filter, limit, cursor.as_deref())
             .await
             .expect("query");
-        ids.extend(page.entries.iter().map(|e| e.id.clone()));
+        ids.extend(page.entries.iter().map(|e| e.id.to_string()));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => return ids,

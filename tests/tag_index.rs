@@ -42,7 +42,7 @@ async fn all_pages(registry: &Registry, filter: &Value, limit: usize) -> (Vec<St
             .await
             .unwrap();
         scanned += page.scanned;
-        ids.extend(page.entries.iter().map(|e| e.id.clone()));
+        ids.extend(page.entries.iter().map(|e| e.id.to_string()));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => return (ids, scanned),
@@ -199,7 +199,7 @@ async fn paging_an_indexed_query_while_tags_change_never_repeats_or_skips_a_stab
         let (mut seen, mut cursor, mut step) = (Vec::new(), None::<String>, 0usize);
         loop {
             let page = registry.query(&filter, 5, cursor.as_deref()).await.unwrap();
-            seen.extend(page.entries.iter().map(|e| e.id.clone()));
+            seen.extend(page.entries.iter().map(|e| e.id.to_string()));
             // Between pages: one entry loses the tag, another gains it.
             let lose = step * 3;
             if lose < 60 {

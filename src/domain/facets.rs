@@ -342,7 +342,7 @@ mod tests {
             while candidates.len() < request.max_entries {
                 let Some((k, v)) = rest.next() else { break };
                 candidates.push(StoredEntry {
-                    id: k.clone(),
+                    id: k.as_str().into(),
                     json: serde_json::to_vec(v).unwrap().into(),
                 });
                 last_key = Some(k.clone());

@@ -15,7 +15,9 @@ use super::facets::{FACET_CACHE_MAX_AGE, FacetCache};
 use crate::error::AppError;
 use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, probe_url, run_sweep};
 use crate::query::{Fields, Filter, Update};
-use crate::store::{Plan, ReindexReport, ScanRequest, Store, StoreError, StoredEntry, Watched};
+use crate::store::{
+    ByteString, Plan, ReindexReport, ScanRequest, Store, StoreError, StoredEntry, Watched,
+};
 
 /// Paging limits. A page never exceeds `MAX_PAGE_BYTES` of entries, which keeps every response well
 /// under Lambda's 6 MB payload limit whatever the entries hold.
@@ -309,17 +311,17 @@ impl Registry {
             Some(c) if !c.index => Plan::Scan,
             _ => Plan::for_filter(filter),
         };
-        let mut after = cursor.map(|c| c.after);
+        let mut after: Option<ByteString> = cursor.map(|c| c.after.into());
         let mut entries = Vec::with_capacity(limit.min(256));
         let mut bytes = 0usize;
         let mut scanned = 0usize;
         let mut chunks = 0u32;
         let fields = Fields::of(filter);
-        let page = |entries, after: Option<String>, used_index, scanned| Page {
+        let page = |entries, after: Option<ByteString>, used_index, scanned| Page {
             entries,
             next_cursor: after.map(|after| {
                 encode_cursor(&Cursor {
-                    after,
+                    after: after.to_string(),
                     index: used_index,
                 })
             }),
@@ -349,13 +351,14 @@ impl Registry {
             // Where a page that ends here resumes: after the last entry examined, which is the
             // last one taken when `took_last` (its id is cloned only if a page ends there).
             let mut took_last = false;
-            let resume = |entries: &Vec<StoredEntry>, after: Option<String>, took_last: bool| {
-                if took_last {
-                    entries.last().map(|e| e.id.clone())
-                } else {
-                    after
-                }
-            };
+            let resume =
+                |entries: &Vec<StoredEntry>, after: Option<ByteString>, took_last: bool| {
+                    if took_last {
+                        entries.last().map(|e| e.id.clone())
+                    } else {
+                        after
+                    }
+                };
             while let Some(entry) = candidates.next() {
                 // One parse per entry, and none when the store answered the filter exactly.
                 if !chunk.exact && !filter.matches(&entry.document(&fields)?) {
@@ -380,7 +383,7 @@ impl Registry {
             }
             match chunk.last_key {
                 None => return Ok(page(entries, None, used_index, scanned)),
-                Some(key) => after = Some(key),
+                Some(key) => after = Some(key.into()),
             }
             if scanned >= MAX_SCANNED_PER_PAGE {
                 return Ok(page(entries, after, used_index, scanned));

@@ -23,6 +23,7 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 
+use super::chunk::ChunkText;
 use super::entry_cache::{
     CacheStats, CachedPosting, DEFAULT_ENTRY_CACHE_MIB, EntryCache, MAX_CACHED_POSTING, ReadStamp,
 };
@@ -41,8 +42,6 @@ const TAG_INDEX_VERSION: u64 = 1;
 const FILE_NAME: &str = "registry-db.redb";
 /// Room reserved at most, in entries, for what a read may collect.
 const PREALLOCATE: usize = 256;
-/// Scan chunks of at most this many entries read through the entry cache.
-const CACHED_SCAN: usize = 64;
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -182,53 +181,76 @@ fn begun<'t>(
     })
 }
 
-/// The ids of a cached whole list after `after`: at most `max`.
-fn cached_posting(all: &[Box<str>], after: Option<&str>, max: usize) -> Posting {
-    let start = after.map_or(0, |after| all.partition_point(|id| &**id <= after));
-    let ids: Vec<String> = all[start..]
-        .iter()
-        .take(max)
-        .map(|id| id.to_string())
-        .collect();
-    let complete = start + ids.len() == all.len();
-    Posting { ids, complete }
+/// Part of one tag's index list: `ids[range]`, and whether the list ends there.
+struct ListPart {
+    ids: Arc<[Box<str>]>,
+    range: std::ops::Range<usize>,
+    complete: bool,
+}
+
+impl ListPart {
+    /// At most `max` ids of `all` after `after`.
+    fn of(all: Arc<[Box<str>]>, after: Option<&str>, max: usize) -> ListPart {
+        let start = after.map_or(0, |after| all.partition_point(|id| &**id <= after));
+        let end = all.len().min(start.saturating_add(max));
+        ListPart {
+            complete: end == all.len(),
+            ids: all,
+            range: start..end,
+        }
+    }
+
+    fn posting(&self) -> Posting<&str> {
+        Posting {
+            ids: self.ids[self.range.clone()]
+                .iter()
+                .map(|id| &**id)
+                .collect(),
+            complete: self.complete,
+        }
+    }
+}
+
+fn boxed(ids: &[String]) -> Arc<[Box<str>]> {
+    ids.iter().map(|id| Box::from(id.as_str())).collect()
 }
 
 impl EmbeddedStore {
     /// Reads one tag's index list after `after` (at most `max` ids) from the cache, or else from
     /// redb. A list read from its start is read whole when it is short enough to cache, and
     /// cached (or remembered as too long to cache).
-    fn tag_posting(
+    fn tag_list(
         &self,
         txn: &mut Option<ReadTransaction>,
         stamp: ReadStamp,
         tag: &str,
         after: Option<&str>,
         max: usize,
-    ) -> Result<Posting, StoreError> {
+    ) -> Result<ListPart, StoreError> {
         match self.cache.posting(tag) {
-            Some(CachedPosting::Ids(all)) => return Ok(cached_posting(&all, after, max)),
+            Some(CachedPosting::Ids(all)) => return Ok(ListPart::of(all, after, max)),
             Some(CachedPosting::TooLong) => {}
             None if after.is_none() && self.cache.enabled() => {
                 let whole = MAX_CACHED_POSTING.max(max);
-                let mut read = posting(begun(&self.db, txn)?, tag, None, whole + 1)?;
+                let read = posting(begun(&self.db, txn)?, tag, None, whole + 1)?;
                 if read.complete && read.ids.len() <= MAX_CACHED_POSTING {
-                    let all: Arc<[Box<str>]> =
-                        read.ids.iter().map(|id| Box::from(id.as_str())).collect();
+                    let all = boxed(&read.ids);
                     self.cache
                         .fill_posting(stamp, tag, CachedPosting::Ids(all.clone()));
-                    return Ok(cached_posting(&all, None, max));
+                    return Ok(ListPart::of(all, None, max));
                 }
                 self.cache.fill_posting(stamp, tag, CachedPosting::TooLong);
-                if read.ids.len() > max {
-                    read.ids.truncate(max);
-                    read.complete = false;
-                }
-                return Ok(read);
+                let taken = read.ids.len().min(max);
+                let mut part = ListPart::of(boxed(&read.ids[..taken]), None, max);
+                part.complete = read.complete && taken == read.ids.len();
+                return Ok(part);
             }
             None => {}
         }
-        posting(begun(&self.db, txn)?, tag, after, max)
+        let read = posting(begun(&self.db, txn)?, tag, after, max)?;
+        let mut part = ListPart::of(boxed(&read.ids), None, max);
+        part.complete = read.complete;
+        Ok(part)
     }
 
     /// Opens (creating if needed) the store in `dir`, with an entry cache of the default size.
@@ -367,7 +389,7 @@ impl Store for EmbeddedStore {
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
         if let Some(json) = self.cache.get(id) {
             return Ok(Some(StoredEntry {
-                id: id.to_string(),
+                id: id.into(),
                 json,
             }));
         }
@@ -380,7 +402,7 @@ impl Store for EmbeddedStore {
                 None => return Ok(None),
             };
             Ok(Some(StoredEntry {
-                id: id.to_string(),
+                id: id.into(),
                 json,
             }))
         })
@@ -445,7 +467,8 @@ impl Store for EmbeddedStore {
             // Begun when something is not in the cache: a tag query the cache answers whole
             // opens none.
             let mut txn = None;
-            let mut candidates = Vec::with_capacity(max_entries.min(PREALLOCATE));
+            let room = max_entries.min(PREALLOCATE);
+            let mut chunk = ChunkText::with_capacity(room, max_bytes.min(room * 1024));
             let mut bytes = 0usize;
             match plan {
                 Plan::Scan => {
@@ -460,27 +483,13 @@ impl Store for EmbeddedStore {
                         .range::<&str>((lower, Bound::Unbounded))
                         .map_err(unavailable)?;
                     let mut last_key = None;
-                    // A page-sized chunk (the front page's, say) goes through the entry cache
-                    // like a GET; a long scan neither uses nor floods it.
-                    let cached = max_entries <= CACHED_SCAN;
                     for row in range.by_ref() {
                         let (key, value) = row.map_err(unavailable)?;
-                        let id = key.value().to_string();
-                        bytes += value.value().len();
-                        let json = if cached {
-                            match self.cache.get(&id) {
-                                Some(json) => json,
-                                None => self.keep(stamp, &id, value.value()),
-                            }
-                        } else {
-                            Bytes::copy_from_slice(value.value())
-                        };
-                        candidates.push(StoredEntry {
-                            json,
-                            id: id.clone(),
-                        });
-                        last_key = Some(id);
-                        if candidates.len() >= max_entries || bytes >= max_bytes {
+                        let json = value.value();
+                        bytes += json.len();
+                        chunk.push_copy(key.value(), json);
+                        if chunk.len() >= max_entries || bytes >= max_bytes {
+                            last_key = Some(key.value().to_string());
                             break;
                         }
                     }
@@ -488,6 +497,7 @@ impl Store for EmbeddedStore {
                     if range.next().is_none() {
                         last_key = None;
                     }
+                    let candidates = chunk.into_entries();
                     Ok(ScanChunk {
                         scanned: candidates.len(),
                         candidates,
@@ -498,20 +508,29 @@ impl Store for EmbeddedStore {
                 }
                 Plan::Tags(tag_plan) => {
                     // One key more than needed per list tells whether more follow.
-                    let mut postings = BTreeMap::new();
+                    let mut lists = Vec::new();
                     for tag in tag_plan.set.tags() {
-                        let p = self.tag_posting(&mut txn, stamp, tag, after, max_entries + 1)?;
-                        postings.insert(tag.to_string(), p);
+                        let part = self.tag_list(&mut txn, stamp, tag, after, max_entries + 1)?;
+                        lists.push((tag, part));
                     }
+                    let postings: BTreeMap<String, Posting<&str>> = lists
+                        .iter()
+                        .map(|(tag, part)| (tag.to_string(), part.posting()))
+                        .collect();
                     let merged = merge(&tag_plan.set, postings);
                     let mut last_key = merged.horizon;
                     let total = merged.ids.len();
-                    let cached = self.cache.get_many(&merged.ids[..total.min(max_entries)]);
+                    let wanted = &merged.ids[..total.min(max_entries)];
+                    let copied = self.cache.copy_many(wanted, chunk.json_buffer(), max_bytes);
                     let mut entries = None;
-                    for (i, (id, cached)) in merged.ids.into_iter().zip(cached).enumerate() {
-                        // The index and the entries are written together: every id is there.
-                        let json = match cached {
-                            Some(json) => Some(json),
+                    for (i, id) in wanted.iter().copied().enumerate() {
+                        let cached = copied.get(i).cloned().flatten();
+                        let size = match cached {
+                            Some(range) => {
+                                let size = range.len();
+                                chunk.push_copied(id, range);
+                                size
+                            }
                             None => {
                                 let entries = match &mut entries {
                                     Some(table) => table,
@@ -521,21 +540,22 @@ impl Store for EmbeddedStore {
                                             .map_err(unavailable)?,
                                     ),
                                 };
-                                entries
-                                    .get(id.as_str())
-                                    .map_err(unavailable)?
-                                    .map(|value| self.keep(stamp, &id, value.value()))
+                                // The index and the entries are written together: every id is
+                                // there, unless a write removed it since the list was cached.
+                                match entries.get(id).map_err(unavailable)? {
+                                    Some(value) => {
+                                        let json = self.keep(stamp, id, value.value());
+                                        let size = json.len();
+                                        chunk.push_own(id, json);
+                                        size
+                                    }
+                                    None => 0,
+                                }
                             }
                         };
-                        bytes += json.as_ref().map_or(0, Bytes::len);
-                        let stop = (i + 1 == max_entries || bytes >= max_bytes) && i + 1 < total;
-                        if stop {
-                            last_key = Some(id.clone());
-                        }
-                        if let Some(json) = json {
-                            candidates.push(StoredEntry { json, id });
-                        }
-                        if stop {
+                        bytes += size;
+                        if (i + 1 == max_entries || bytes >= max_bytes) && i + 1 < total {
+                            last_key = Some(id.to_string());
                             break;
                         }
                     }
@@ -543,6 +563,7 @@ impl Store for EmbeddedStore {
                     // whichever held them. If a write was in flight or committed meanwhile, they
                     // may disagree: the filter decides then.
                     let exact = tag_plan.exact && self.cache.unchanged_since(stamp);
+                    let candidates = chunk.into_entries();
                     Ok(ScanChunk {
                         scanned: candidates.len(),
                         candidates,

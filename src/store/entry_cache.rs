@@ -21,10 +21,11 @@
 //! eighth of it is dropped, entries first, in the maps' (arbitrary) order.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Entries larger than this are read from redb each time.
 pub const MAX_CACHED_ENTRY: usize = 16 * 1024;
@@ -172,29 +173,52 @@ impl EntryCache {
         self.kept.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached bytes of `id`, if any.
+    /// A copy of the cached bytes of `id`, if any. A copy, not the shared bytes: every worker
+    /// thread bumping one reference count for a popular entry costs more than copying it.
     pub fn get(&self, id: &str) -> Option<Bytes> {
         if !self.enabled() {
             return None;
         }
-        let found = self.read_kept().map.get(id).cloned();
+        let found = self
+            .read_kept()
+            .map
+            .get(id)
+            .map(|json| Bytes::copy_from_slice(json));
         self.count(u64::from(found.is_some()), 1);
         found
     }
 
-    /// The cached bytes of each of `ids`, in order, under one lock.
-    pub fn get_many(&self, ids: &[String]) -> Vec<Option<Bytes>> {
+    /// Copies the cached bytes of `ids` into `out`, in order and under one lock, until
+    /// `max_bytes` have been copied: where each went, or `None` for one not cached. The answer is
+    /// shorter than `ids` when the bound stopped it.
+    pub fn copy_many(
+        &self,
+        ids: &[&str],
+        out: &mut BytesMut,
+        max_bytes: usize,
+    ) -> Vec<Option<Range<usize>>> {
         if !self.enabled() {
             return vec![None; ids.len()];
         }
-        let found: Vec<Option<Bytes>> = {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut copied = 0;
+        let mut hits = 0;
+        {
             let kept = self.read_kept();
-            ids.iter()
-                .map(|id| kept.map.get(id.as_str()).cloned())
-                .collect()
-        };
-        let hits = found.iter().filter(|f| f.is_some()).count();
-        self.count(hits as u64, ids.len() as u64);
+            for id in ids {
+                if copied >= max_bytes {
+                    break;
+                }
+                found.push(kept.map.get(*id).map(|json| {
+                    let at = out.len();
+                    out.extend_from_slice(json);
+                    copied += json.len();
+                    hits += 1;
+                    at..out.len()
+                }));
+            }
+        }
+        self.count(hits, found.len() as u64);
         found
     }
 

@@ -5,6 +5,7 @@
 //! Reads hand back entries as the JSON text the store holds ([`StoredEntry`]), so a GET or a query
 //! page is assembled from stored bytes without decoding and re-encoding them.
 
+mod chunk;
 pub mod dynamodb;
 pub mod embedded;
 pub mod entry_cache;
@@ -13,6 +14,7 @@ mod watched;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+pub use bytestring::ByteString;
 use serde_json::Value;
 
 use crate::domain::entry::ContainerRegistry;
@@ -36,10 +38,11 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// An entry as the store holds it: its id and its JSON text, which is what a GET returns.
+/// An entry as the store holds it: its id and its JSON text, which is what a GET returns. Both are
+/// shared text: the entries one read collects share its buffers (`store::chunk`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEntry {
-    pub id: String,
+    pub id: ByteString,
     pub json: Bytes,
 }
 

@@ -186,19 +186,20 @@ pub fn storable_tag(tag: &str) -> bool {
     !tag.is_empty() && tag.chars().count() <= MAX_TAG_CHARS
 }
 
-/// The ids of one tag's index list read from one position onwards, in ascending order.
+/// The ids of one tag's index list read from one position onwards, in ascending order: owned
+/// (`String`, as DynamoDB answers them) or borrowed from a list the store holds (`&str`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Posting {
-    pub ids: Vec<String>,
+pub struct Posting<I = String> {
+    pub ids: Vec<I>,
     /// True when the list was read to its end; otherwise `ids` is a prefix of what follows.
     pub complete: bool,
 }
 
 /// What [`merge`] selected from one chunk of postings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Merged {
+pub struct Merged<I = String> {
     /// The ids the set selects, ascending, all at most `horizon`.
-    pub ids: Vec<String>,
+    pub ids: Vec<I>,
     /// The greatest id up to which every list has been read: resume after it. `None` when every
     /// list was read to its end (the plan is exhausted).
     pub horizon: Option<String>,
@@ -208,37 +209,40 @@ pub struct Merged {
 ///
 /// Every incomplete posting must hold at least one id (a store keeps reading a list until it gets
 /// an id or reaches its end), or the horizon would pass ids that list has not reached yet.
-pub fn merge(set: &TagSet, mut postings: BTreeMap<String, Posting>) -> Merged {
+pub fn merge<I: AsRef<str> + Clone>(
+    set: &TagSet,
+    mut postings: BTreeMap<String, Posting<I>>,
+) -> Merged<I> {
     debug_assert!(postings.values().all(|p| p.complete || !p.ids.is_empty()));
     // Ids beyond the shortest incomplete list are not known for every tag yet.
     let horizon = postings
         .values()
         .filter(|p| !p.complete)
-        .filter_map(|p| p.ids.last().cloned())
-        .min();
+        .filter_map(|p| p.ids.last().map(|id| id.as_ref()))
+        .min()
+        .map(str::to_owned);
     // One tag (the common case): its list, in order, is the answer; every id in it is within
     // its own horizon.
     if let TagSet::Tag(tag) = set {
         let ids = postings.remove(tag).map(|p| p.ids).unwrap_or_default();
         return Merged { ids, horizon };
     }
-    let mut candidates: Vec<&str> = postings
+    let mut candidates: Vec<&I> = postings
         .values()
         .flat_map(|p| &p.ids)
-        .map(String::as_str)
-        .filter(|id| horizon.as_deref().is_none_or(|h| *id <= h))
+        .filter(|id| horizon.as_deref().is_none_or(|h| id.as_ref() <= h))
         .collect();
-    candidates.sort_unstable();
-    candidates.dedup();
+    candidates.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    candidates.dedup_by(|a, b| a.as_ref() == b.as_ref());
     let carries = |id: &str, tag: &str| {
         postings
             .get(tag)
-            .is_some_and(|p| p.ids.binary_search_by(|x| x.as_str().cmp(id)).is_ok())
+            .is_some_and(|p| p.ids.binary_search_by(|x| x.as_ref().cmp(id)).is_ok())
     };
     let ids = candidates
         .into_iter()
-        .filter(|id| set.contains(&|tag| carries(id, tag)))
-        .map(str::to_owned)
+        .filter(|id| set.contains(&|tag| carries(id.as_ref(), tag)))
+        .cloned()
         .collect();
     Merged { ids, horizon }
 }

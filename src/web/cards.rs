@@ -2,16 +2,13 @@
 //!
 //! Parsing the 20 entries of a list page was the largest part of its time (a profile of
 //! `GET /?tag=gpu`: a fifth of the server's CPU), most of it skipping the metadata and config a
-//! card does not show. The embedded store hands out the same shared bytes (`Bytes`) for an entry
-//! until it is written (`store::entry_cache`), so a card parsed from those bytes stays right for as
-//! long as they are the bytes handed out. The memo is keyed by the bytes' allocation, and holds a
-//! reference to it: while a card is kept its allocation cannot be freed and reused for other text,
-//! so the same address means the same text. A write makes new bytes: a new key, a new parse.
+//! card does not show. The memo keeps, by entry id, the card and a copy of the text it was parsed
+//! from; a card is reused only for the same text, byte for byte (comparing a kilobyte costs far
+//! less than parsing it). A write makes new text: a new parse. This works the same on both stores,
+//! whichever buffers their answers come in.
 //!
-//! Bytes that nothing else holds (DynamoDB's, and the embedded store's for entries it read by a
-//! scan rather than from its cache) are freed with the page: they are parsed and not kept. At most
-//! [`MAX_CARDS`] cards are kept, of entries up to [`MAX_CACHED_ENTRY`] bytes; when full, the memo
-//! starts over.
+//! At most [`MAX_CARDS`] cards are kept, of entries up to [`MAX_CACHED_ENTRY`] bytes; when full,
+//! the memo starts over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -74,41 +71,34 @@ impl CardData {
     }
 }
 
-/// Where the bytes of an entry live: the key of the memo (see the module's comment).
-fn address(json: &Bytes) -> (usize, usize) {
-    (json.as_ptr() as usize, json.len())
-}
-
-/// A card, and the bytes it was parsed from (held, so that their address stays theirs).
+/// A card, and the text it was parsed from.
 type Kept = (Bytes, Arc<CardData>);
 
 /// See the module's comment.
 #[derive(Default)]
 pub struct CardMemo {
-    kept: Mutex<HashMap<(usize, usize), Kept>>,
+    kept: Mutex<HashMap<Box<str>, Kept>>,
 }
 
 impl CardMemo {
-    /// The card of each entry, parsed only for bytes not seen before.
+    /// The card of each entry, parsed only for text not seen before.
     pub fn cards(&self, entries: &[StoredEntry]) -> Result<Vec<Arc<CardData>>, AppError> {
-        // Bytes held only by this page cannot be in the memo (it holds what it keeps), and would
-        // be freed with the page: no lookup, no keeping.
-        let shared = |e: &StoredEntry| !e.json.is_unique();
-        let mut found: Vec<Option<Arc<CardData>>> = if entries.iter().any(shared) {
+        let mut found: Vec<Option<Arc<CardData>>> = {
             let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             entries
                 .iter()
-                .map(|e| kept.get(&address(&e.json)).map(|(_, c)| Arc::clone(c)))
+                .map(|e| {
+                    let (json, card) = kept.get(&*e.id)?;
+                    (*json == e.json).then(|| Arc::clone(card))
+                })
                 .collect()
-        } else {
-            vec![None; entries.len()]
         };
         let mut parsed = Vec::new();
         for (slot, entry) in found.iter_mut().zip(entries) {
             if slot.is_none() {
                 let card = Arc::new(CardData::parse(entry)?);
-                if entry.json.len() <= MAX_CACHED_ENTRY && shared(entry) {
-                    parsed.push((entry.json.clone(), Arc::clone(&card)));
+                if entry.json.len() <= MAX_CACHED_ENTRY {
+                    parsed.push((entry, Arc::clone(&card)));
                 }
                 *slot = Some(card);
             }
@@ -118,8 +108,10 @@ impl CardMemo {
             if kept.len() + parsed.len() > MAX_CARDS {
                 kept.clear();
             }
-            for (json, card) in parsed {
-                kept.insert(address(&json), (json, card));
+            for (entry, card) in parsed {
+                // A copy: the entry's bytes may be a slice of a whole chunk's buffer.
+                let json = Bytes::copy_from_slice(&entry.json);
+                kept.insert(Box::from(&*entry.id), (json, card));
             }
         }
         Ok(found.into_iter().flatten().collect())
@@ -152,38 +144,38 @@ mod tests {
     }
 
     #[test]
-    fn the_same_bytes_are_parsed_once_and_new_bytes_again() {
+    fn the_same_text_is_parsed_once_and_new_text_again() {
         let memo = CardMemo::default();
         let e = stored("r1", "one");
-        // Bytes held only by the page are not kept.
-        memo.cards(std::slice::from_ref(&e)).unwrap();
-        assert_eq!(memo.len(), 0);
-        // Held elsewhere too (as the entry cache holds them): kept.
-        let _cache = e.json.clone();
         let first = memo.cards(std::slice::from_ref(&e)).unwrap();
         assert_eq!(first[0].name, "one");
         assert_eq!(first[0].tags, ["a", "b\"q"]);
         assert_eq!(first[0].storage.registry_type, Some(RegistryType::Aios));
-        let again = memo.cards(std::slice::from_ref(&e)).unwrap();
+        // The same text in other bytes (another read of the entry): the kept card.
+        let reread = StoredEntry {
+            id: e.id.clone(),
+            json: Bytes::copy_from_slice(&e.json),
+        };
+        let again = memo.cards(&[reread]).unwrap();
         assert!(
             Arc::ptr_eq(&first[0], &again[0]),
-            "the same bytes: the kept card"
+            "the same text: the kept card"
         );
-        // The entry written anew: other bytes, with the same id and length even.
+        // The entry written anew: other text, with the same id and length even.
         let rewritten = stored("r1", "eno");
-        let _cache2 = rewritten.json.clone();
         let after = memo.cards(&[rewritten]).unwrap();
         assert_eq!(after[0].name, "eno");
-        assert_eq!(memo.len(), 2);
+        assert!(!Arc::ptr_eq(&first[0], &after[0]));
+        assert_eq!(memo.len(), 1);
+        let back = memo.cards(std::slice::from_ref(&e)).unwrap();
+        assert_eq!(back[0].name, "one");
     }
 
     #[test]
     fn the_memo_is_bounded() {
         let memo = CardMemo::default();
-        let mut held = Vec::new();
         for i in 0..(MAX_CARDS + 10) {
             let e = stored(&format!("r{i}"), "n");
-            held.push(e.json.clone());
             memo.cards(&[e]).unwrap();
             assert!(memo.len() <= MAX_CARDS);
         }

@@ -144,7 +144,7 @@ fn stored(item: HashMap<String, AttributeValue>) -> Result<StoredEntry, StoreErr
     let entry = from_item(item)?;
     let json = serde_json::to_vec(&entry).map_err(|e| StoreError::Unavailable(e.to_string()))?;
     Ok(StoredEntry {
-        id: entry.container_registry_id,
+        id: entry.container_registry_id.into(),
         json: Bytes::from(json),
     })
 }
