@@ -291,3 +291,26 @@ fn every_request_is_logged_with_its_route_template_and_status() {
     );
     assert!(has(&["GET", "unmatched", "status=404"]), "{log}");
 }
+
+/// The request body limit (`api::body::MAX_BODY_BYTES`, 256 KiB) at its edge, on the real server:
+/// a body of exactly the limit is read, one byte more is 413 in the envelope.
+#[tokio::test]
+async fn a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_413() {
+    const LIMIT: usize = 256 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let server = start(&["--data", dir.path().to_str().unwrap()], &[]);
+    let url = format!("{}/container_registries", server.base);
+    // `{}` (match everything) padded with whitespace to the size wanted.
+    let body = |size: usize| format!("{{}}{}", " ".repeat(size - 2));
+    for (size, want) in [(LIMIT, 200), (LIMIT + 1, 413)] {
+        let resp = client.post(&url).body(body(size)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{size} bytes");
+        let json: Value = resp.json().await.unwrap();
+        if want == 413 {
+            assert_eq!(json["code"], "payload_too_large", "{json}");
+        } else {
+            assert_eq!(json["success"], true, "{json}");
+        }
+    }
+}

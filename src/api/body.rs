@@ -1,9 +1,7 @@
 //! Request bodies: JSON parsed by hand so that every failure (too large, not JSON) comes back in the
 //! envelope with words, and so that clients that omit `Content-Type` (curl `-d`) still work.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
 use serde_json::Value;
 
 use crate::error::AppError;
@@ -18,17 +16,23 @@ pub struct JsonBody(pub Option<Value>);
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = AppError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge(MAX_BODY_BYTES)
-            } else {
-                AppError::BadRequest {
-                    code: "invalid_body",
-                    message: format!("the request body could not be read: {rejection}"),
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        // The limit is enforced here, where bodies are read, rather than by a layer that every
+        // request (GETs too) would pass through.
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|e| {
+                if std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                {
+                    AppError::PayloadTooLarge(MAX_BODY_BYTES)
+                } else {
+                    AppError::BadRequest {
+                        code: "invalid_body",
+                        message: format!("the request body could not be read: {e}"),
+                    }
                 }
-            }
-        })?;
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(None));
         }

@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::auth::WriteAccess;
-use self::body::{JsonBody, MAX_BODY_BYTES};
+use self::body::JsonBody;
 use self::schema::*;
 use crate::domain::facets::Facets;
 use crate::domain::service::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Registry};
@@ -94,10 +94,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
         .layer(log::LogLayer)
         .with_state(Arc::new(state))
 }

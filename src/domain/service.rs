@@ -321,7 +321,7 @@ impl Registry {
             entries,
             next_cursor: after.map(|after| {
                 encode_cursor(&Cursor {
-                    after: after.to_string(),
+                    after: String::from(&*after),
                     index: used_index,
                 })
             }),

@@ -490,8 +490,14 @@ fn page_error(e: AppError) -> Response {
     )
 }
 
+/// Bytes reserved for a rendered page.
+const PAGE_BUFFER: usize = 24 * 1024;
+
 fn render(status: StatusCode, page: &impl Template) -> Response {
-    match page.render() {
+    // Room for a whole list page (about 17 KB with 20 cards) up front: growing the buffer as
+    // askama writes copied the page over several times.
+    let mut html = String::with_capacity(PAGE_BUFFER);
+    match page.render_into(&mut html).map(|()| html) {
         Ok(html) => (status, [(header::CACHE_CONTROL, "no-cache")], Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template failed");
