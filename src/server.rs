@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, service};
 use crate::domain::service::Registry;
 use crate::health::SweepOptions;
 
@@ -45,11 +45,11 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
         });
     }
 
-    let app = router(AppState {
+    let app = service(AppState {
         registry,
         write_token: opts.write_token,
     });
-    axum::serve(listener, app)
+    axum::serve(listener, axum::ServiceExt::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("registry-db stopped");

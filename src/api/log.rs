@@ -1,10 +1,13 @@
 //! One log line per request (method, route template, status and latency), and a 500 in the JSON
 //! envelope instead of a dropped connection when a handler panics.
 //!
-//! Panics are caught here, around each poll of the handler's future, rather than by tower-http's
-//! `CatchPanicLayer`, which boxes every response body to be generic over it: that layer was a
-//! tenth of a GET's time. (The Lambda is built with `panic = "abort"`: there a panic ends the
-//! process, and the next invocation starts a fresh one.)
+//! Panics are caught by [`CatchPanic`] around the whole router, at each poll of a request's future,
+//! rather than by tower-http's `CatchPanicLayer`, which boxes every response body to be generic
+//! over it: that layer was a tenth of a GET's time. (The Lambda is built with `panic = "abort"`:
+//! there a panic ends the process, and the next invocation starts a fresh one.)
+//!
+//! The log layer is on each route (see below), which costs every request a clone of the route's
+//! boxed service; [`router`](super::router) leaves it out when the `info` level is off for it.
 //!
 //! A plain tower layer rather than `middleware::from_fn`, which boxes the rest of the stack and its
 //! future on every request: that, and a second middleware that only carried the route out to it,
@@ -85,13 +88,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut inner = this.inner;
-        // A panicked future is never polled again: this one answers now.
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx)));
-        let out = match polled {
-            Ok(poll) => std::task::ready!(poll),
-            Err(panic) => Ok(super::panic_response(panic)),
-        };
+        let out = std::task::ready!(this.inner.poll(cx));
         if let (Some(line), Ok(response)) = (this.line.take(), &out) {
             tracing::info!(
                 method = %line.method,
@@ -102,6 +99,65 @@ where
             );
         }
         Poll::Ready(out)
+    }
+}
+
+/// Whether request lines would be logged (the `info` level, for this module).
+pub fn wanted() -> bool {
+    tracing::enabled!(tracing::Level::INFO)
+}
+
+/// Answers a handler's panic with a 500 in the envelope (see the module's comment).
+#[derive(Clone)]
+pub struct CatchPanic<S> {
+    inner: S,
+}
+
+impl<S> CatchPanic<S> {
+    pub fn new(inner: S) -> Self {
+        CatchPanic { inner }
+    }
+}
+
+impl<S> Service<Request> for CatchPanic<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CatchPanicFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        CatchPanicFuture {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct CatchPanicFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, E> Future for CatchPanicFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut inner = self.project().inner;
+        // A panicked future is never polled again: this one answers now.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => Poll::Ready(Ok(super::panic_response(panic))),
+        }
     }
 }
 
@@ -120,8 +176,7 @@ mod tests {
             }
             Ok::<Response, std::convert::Infallible>(Response::new(Body::empty()))
         });
-        let response = LogLayer
-            .layer(panics)
+        let response = CatchPanic::new(panics)
             .oneshot(Request::new(Body::empty()))
             .await
             .unwrap();

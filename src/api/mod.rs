@@ -89,13 +89,24 @@ pub fn router(state: AppState) -> Router {
         let body = doc_json.clone();
         async move { ([(header::CONTENT_TYPE, "application/json")], body) }
     };
-    routes
+    let routes = routes
         .route("/openapi.json", get(serve_doc))
         .merge(crate::web::routes())
         .fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(log::LogLayer)
-        .with_state(Arc::new(state))
+        .method_not_allowed_fallback(method_not_allowed);
+    // Each route pays for a layer on every request: leave it out when it would log nothing.
+    let routes = if log::wanted() {
+        routes.layer(log::LogLayer)
+    } else {
+        routes
+    };
+    routes.with_state(Arc::new(state))
+}
+
+/// The local server's service: the router, with a handler's panic answered as a 500 (see
+/// [`log::CatchPanic`]).
+pub fn service(state: AppState) -> log::CatchPanic<Router> {
+    log::CatchPanic::new(router(state))
 }
 
 /// The OpenAPI document alone (for tests and tooling).
