@@ -168,8 +168,7 @@ async fn get_entry(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let entry = state.registry.get(&id).await?;
-    Ok(raw::entry_response(&entry))
+    raw::entry_response(async |body| state.registry.get_into(&id, body).await).await
 }
 
 /// Update an entry with MongoDB-style operators ($set, $unset, $addToSet, $pull, $push) or a plain

@@ -19,13 +19,18 @@ fn json_response(body: Bytes) -> Response {
     response
 }
 
-/// `{"success":true,"data":<entry>}`
-pub fn entry_response(entry: &StoredEntry) -> Response {
-    let mut body = BytesMut::with_capacity(entry.json.len() + 32);
+/// Room reserved for a GET's answer: entries are about a kilobyte (the buffer grows for larger).
+const ENTRY_ROOM: usize = 2048;
+
+/// `{"success":true,"data":<entry>}`, the entry written in by `write` (which appends its JSON).
+pub async fn entry_response<E>(
+    write: impl AsyncFnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<Response, E> {
+    let mut body = BytesMut::with_capacity(ENTRY_ROOM);
     body.put_slice(br#"{"success":true,"data":"#);
-    body.put_slice(&entry.json);
+    write(&mut body).await?;
     body.put_u8(b'}');
-    json_response(body.freeze())
+    Ok(json_response(body.freeze()))
 }
 
 /// `{"success":true,"data":[<entries>],"next_cursor":<cursor or null>}`

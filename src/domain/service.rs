@@ -225,6 +225,16 @@ impl Registry {
     }
 
     /// The entry as stored (its JSON text).
+    /// Appends the entry's stored JSON to `out` (a GET's answer), from memory when the store
+    /// holds it there (see [`Store::get_cached_into`]).
+    pub async fn get_into(&self, id: &str, out: &mut bytes::BytesMut) -> Result<(), AppError> {
+        check_path_id(id)?;
+        if !self.store.get_cached_into(id, out) {
+            out.extend_from_slice(&self.get(id).await?.json);
+        }
+        Ok(())
+    }
+
     pub async fn get(&self, id: &str) -> Result<StoredEntry, AppError> {
         check_path_id(id)?;
         self.store

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition, WriteTransaction,
@@ -634,6 +634,10 @@ impl Store for EmbeddedStore {
             Ok(report)
         })
         .await
+    }
+
+    fn get_cached_into(&self, id: &str, out: &mut BytesMut) -> bool {
+        self.cache.copy_into(id, out)
     }
 
     fn describe(&self) -> String {

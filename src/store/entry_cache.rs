@@ -52,10 +52,15 @@ pub enum CachedPosting {
     TooLong,
 }
 
+/// Maps keyed by text that clients choose (ids, tags), hashed with a seed drawn per map: foldhash
+/// rather than SipHash (hashing was 1.5% of a tag query's CPU in a profile). Collisions cannot be
+/// planned without the seed, which never leaves the process.
+type Map<V> = HashMap<Box<str>, V, foldhash::quality::RandomState>;
+
 #[derive(Debug, Default)]
 struct Kept {
-    map: HashMap<Box<str>, Bytes>,
-    postings: HashMap<Box<str>, CachedPosting>,
+    map: Map<Bytes>,
+    postings: Map<CachedPosting>,
     bytes: usize,
 }
 
@@ -67,8 +72,43 @@ pub struct EntryCache {
     /// at, and is refused if it moved.
     state: AtomicU64,
     max_bytes: usize,
+    counts: Counts,
+}
+
+/// Hit and miss counters, one pair per slot, each slot on a cache line of its own: a thread counts
+/// in its slot, so that worker threads reading at once do not pass one line between them on every
+/// lookup.
+#[derive(Debug, Default)]
+struct Counts {
+    slots: [Slot; SLOTS],
+}
+
+const SLOTS: usize = 16;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot {
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+impl Counts {
+    fn slot(&self) -> &Slot {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) as usize % SLOTS;
+        }
+        &self.slots[SLOT.with(|s| *s)]
+    }
+
+    fn sum(&self) -> (u64, u64) {
+        self.slots.iter().fold((0, 0), |(h, m), s| {
+            (
+                h + s.hits.load(Ordering::Relaxed),
+                m + s.misses.load(Ordering::Relaxed),
+            )
+        })
+    }
 }
 
 /// Hits and misses since the store opened, for tests and diagnostics.
@@ -155,8 +195,7 @@ impl EntryCache {
             kept: RwLock::new(Kept::default()),
             state: AtomicU64::new(0),
             max_bytes,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            counts: Counts::default(),
         }
     }
 
@@ -185,6 +224,22 @@ impl EntryCache {
             .get(id)
             .map(|json| Bytes::copy_from_slice(json));
         self.count(u64::from(found.is_some()), 1);
+        found
+    }
+
+    /// Appends the cached bytes of `id` to `out`: `true` if they were cached.
+    pub fn copy_into(&self, id: &str, out: &mut BytesMut) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let found = match self.read_kept().map.get(id) {
+            Some(json) => {
+                out.extend_from_slice(json);
+                true
+            }
+            None => false,
+        };
+        self.count(u64::from(found), 1);
         found
     }
 
@@ -230,13 +285,14 @@ impl EntryCache {
         self.read_kept().postings.get(tag).cloned()
     }
 
-    /// Counts `hits` of `looked_up` lookups, touching each shared counter only when it moves.
+    /// Counts `hits` of `looked_up` lookups.
     fn count(&self, hits: u64, looked_up: u64) {
+        let slot = self.counts.slot();
         if hits > 0 {
-            self.hits.fetch_add(hits, Ordering::Relaxed);
+            slot.hits.fetch_add(hits, Ordering::Relaxed);
         }
         if hits < looked_up {
-            self.misses.fetch_add(looked_up - hits, Ordering::Relaxed);
+            slot.misses.fetch_add(looked_up - hits, Ordering::Relaxed);
         }
     }
 
@@ -298,10 +354,11 @@ impl EntryCache {
     }
 
     pub fn stats(&self) -> CacheStats {
+        let (hits, misses) = self.counts.sum();
         let kept = self.read_kept();
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits,
+            misses,
             entries: kept.map.len(),
             postings: kept.postings.len(),
             bytes: kept.bytes,

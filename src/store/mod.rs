@@ -115,6 +115,13 @@ pub trait Store: Send + Sync + 'static {
     /// The entry as stored.
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError>;
 
+    /// Appends the entry's stored JSON to `out` when the store holds it in memory, without
+    /// waiting: `true` if it did. A GET answers from here when it can, with no future to box and
+    /// no copy but the one into its answer; otherwise it calls [`get`](Self::get).
+    fn get_cached_into(&self, _id: &str, _out: &mut bytes::BytesMut) -> bool {
+        false
+    }
+
     /// Replaces the client fields of `old` with those of `new` if the stored version is still
     /// `old`'s; otherwise `VersionConflict` (which includes the entry having been deleted
     /// meanwhile). The stored health result is kept as it is: health is written only by

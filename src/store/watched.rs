@@ -80,6 +80,10 @@ impl Store for Watched {
         self.wrote(self.inner.reindex().await)
     }
 
+    fn get_cached_into(&self, id: &str, out: &mut bytes::BytesMut) -> bool {
+        self.inner.get_cached_into(id, out)
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }
