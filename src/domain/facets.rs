@@ -9,6 +9,7 @@
 //! also write to (DynamoDB) for at most [`FACET_CACHE_MAX_AGE`] as well.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -222,7 +223,9 @@ impl Registry {
         &self,
         filter: &Filter,
     ) -> Result<(Arc<Facets>, Option<Duration>), AppError> {
-        let key = format!("{filter:?}");
+        // Sized up front: growing it was a visible part of a list page's reallocations.
+        let mut key = String::with_capacity(256);
+        let _ = write!(key, "{filter:?}");
         let cacheable = key.len() <= FACET_CACHE_MAX_KEY;
         // Noted before reading: a write that lands during the count makes this answer stale at
         // once, never the other way round.
