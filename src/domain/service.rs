@@ -357,6 +357,9 @@ impl Registry {
                 plan = Plan::Scan;
             }
             let used_index = plan.uses_index();
+            // What the page takes from this chunk starts here (see `unpin`).
+            let first = entries.len();
+            let chunk_bytes: usize = chunk.candidates.iter().map(|e| e.json.len()).sum();
             let mut candidates = chunk.candidates.into_iter().peekable();
             // Where a page that ends here resumes: after the last entry examined, which is the
             // last one taken when `took_last` (its id is cloned only if a page ends there).
@@ -380,6 +383,7 @@ impl Registry {
                 if !entries.is_empty() && bytes + size > MAX_PAGE_BYTES {
                     // This entry starts the next page: resume right before it.
                     let after = resume(&entries, after, took_last);
+                    unpin(&mut entries[first..], chunk_bytes);
                     return Ok(page(entries, after, used_index, scanned));
                 }
                 bytes += size;
@@ -388,9 +392,11 @@ impl Registry {
                 if entries.len() == limit {
                     let more = candidates.peek().is_some() || chunk.last_key.is_some();
                     let after = resume(&entries, after, took_last).filter(|_| more);
+                    unpin(&mut entries[first..], chunk_bytes);
                     return Ok(page(entries, after, used_index, scanned));
                 }
             }
+            unpin(&mut entries[first..], chunk_bytes);
             match chunk.last_key {
                 None => return Ok(page(entries, None, used_index, scanned)),
                 Some(key) => after = Some(key.into()),
@@ -491,6 +497,18 @@ impl Registry {
 /// [`SCAN_CHUNK`]. A page of 20 that most entries match reads about 20, not a whole chunk whose
 /// rest the next page reads again; a rare match costs a few more (cheap) chunks. A store tells by
 /// itself whether more follow. The same for a scan and the tag index.
+/// The entries a page takes from a chunk share the chunk's buffers (`store::chunk`). When they
+/// are less than half of its text (a filter that rejects most of a scan), they are copied out, so
+/// that a page never holds more than twice the text it answers.
+fn unpin(taken: &mut [StoredEntry], chunk_bytes: usize) {
+    let taken_bytes: usize = taken.iter().map(|e| e.json.len()).sum();
+    if taken_bytes * 2 < chunk_bytes {
+        for entry in taken {
+            entry.json = bytes::Bytes::copy_from_slice(&entry.json);
+        }
+    }
+}
+
 fn chunk_entries(wanted: usize, chunks_read: u32) -> usize {
     wanted
         .saturating_mul(1 << chunks_read.min(10))
@@ -579,6 +597,35 @@ fn check_path_id(id: &str) -> Result<(), AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_that_takes_little_of_a_chunk_copies_it_out() {
+        let chunk = bytes::Bytes::from(vec![b'x'; 10_000]);
+        let within = |e: &StoredEntry| {
+            let start = chunk.as_ptr() as usize;
+            (start..start + chunk.len()).contains(&(e.json.as_ptr() as usize))
+        };
+        let taken = |n: usize| -> Vec<StoredEntry> {
+            (0..n)
+                .map(|i| StoredEntry {
+                    id: format!("e{i}").into(),
+                    json: chunk.slice(i * 1000..(i + 1) * 1000),
+                })
+                .collect()
+        };
+        // Half the chunk or more: kept where it is.
+        let mut most = taken(5);
+        unpin(&mut most, chunk.len());
+        assert!(most.iter().all(within));
+        // Less than half: copied out, text unchanged.
+        let mut few = taken(4);
+        unpin(&mut few, chunk.len());
+        assert!(!few.iter().any(within));
+        assert!(
+            few.iter()
+                .all(|e| e.json.len() == 1000 && e.json[0] == b'x')
+        );
+    }
 
     #[test]
     fn cursor_round_trips_and_rejects_forgeries() {

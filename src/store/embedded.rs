@@ -468,7 +468,10 @@ impl Store for EmbeddedStore {
             // opens none.
             let mut txn = None;
             let room = max_entries.min(PREALLOCATE);
-            let mut chunk = ChunkText::with_capacity(room, max_bytes.min(room * 1024));
+            // Room for the whole chunk at once (entries are about a kilobyte): growing a
+            // megabyte buffer by doubling copies most of it again.
+            let mut chunk =
+                ChunkText::with_capacity(room, max_bytes.min(max_entries.saturating_mul(1024)));
             let mut bytes = 0usize;
             match plan {
                 Plan::Scan => {
