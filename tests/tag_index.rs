@@ -452,6 +452,8 @@ async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write
     assert_eq!(after.postings, 1, "the gpu list is cached: {after:?}");
 
     // A write is seen by the next GET and the next query, with its new bytes.
+    let gpu_filter = Filter::parse(&gpu).unwrap();
+    let gpu_page = async || registry.query(&gpu_filter, 100, None).await.unwrap();
     let name = |json: &[u8]| {
         serde_json::from_slice::<Value>(json).unwrap()["container_registry_name"]
             .as_str()
@@ -463,20 +465,14 @@ async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write
         .await
         .unwrap();
     assert_eq!(name(&registry.get("e00002").await.unwrap().json), "renamed");
-    let page = registry
-        .query(&Filter::parse(&gpu).unwrap(), 100, None)
-        .await
-        .unwrap();
+    let page = gpu_page().await;
     let e2 = page.entries.iter().find(|e| e.id == "e00002").unwrap();
     assert_eq!(name(&e2.json), "renamed");
     registry
         .update("e00004", &json!({"container_registry_tags": ["cpu"]}))
         .await
         .unwrap();
-    let page = registry
-        .query(&Filter::parse(&gpu).unwrap(), 100, None)
-        .await
-        .unwrap();
+    let page = gpu_page().await;
     assert_eq!(page.entries.len(), 24);
     for e in &page.entries {
         let v: Value = serde_json::from_slice(&e.json).unwrap();
@@ -510,10 +506,7 @@ async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write
             .await
             .unwrap();
         assert_eq!(name(&registry.get("e00006").await.unwrap().json), written);
-        let page = registry
-            .query(&Filter::parse(&gpu).unwrap(), 100, None)
-            .await
-            .unwrap();
+        let page = gpu_page().await;
         let e6 = page.entries.iter().find(|e| e.id == "e00006").unwrap();
         assert_eq!(name(&e6.json), written);
         // An entry moved in and out of the tag is in the next query exactly when it carries it.
@@ -526,10 +519,7 @@ async fn the_embedded_entry_cache_serves_repeats_and_never_an_acknowledged_write
             .update("e00008", &json!({"container_registry_tags": tags}))
             .await
             .unwrap();
-        let page = registry
-            .query(&Filter::parse(&gpu).unwrap(), 100, None)
-            .await
-            .unwrap();
+        let page = gpu_page().await;
         let has_e8 = page.entries.iter().any(|e| e.id == "e00008");
         assert_eq!(has_e8, k % 2 == 1, "after write {k}");
     }

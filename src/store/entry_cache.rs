@@ -138,6 +138,24 @@ fn posting_cost(tag: &str, posting: &CachedPosting) -> usize {
     tag.len() + ids + OVERHEAD
 }
 
+/// Keys of `map`, in its order, until `dropped` (which counts on from earlier maps) reaches
+/// `at_least`.
+fn victims<V>(
+    map: &Map<V>,
+    cost: impl Fn(&str, &V) -> usize,
+    dropped: &mut usize,
+    at_least: usize,
+) -> Vec<Box<str>> {
+    map.iter()
+        .take_while(|(k, v)| {
+            let go = *dropped < at_least;
+            *dropped += cost(k, v);
+            go
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 impl Kept {
     /// Drops about an eighth of `max_bytes` (at least `needed`), entries first, when adding
     /// `needed` bytes would pass `max_bytes`.
@@ -147,33 +165,17 @@ impl Kept {
         }
         let drop_at_least = (max_bytes / 8).max(needed);
         let mut dropped = 0;
-        let victims: Vec<Box<str>> = self
-            .map
-            .iter()
-            .take_while(|(k, v)| {
-                let go = dropped < drop_at_least;
-                dropped += cost(k, v);
-                go
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in victims {
-            if let Some(v) = self.map.remove(&k) {
-                self.bytes -= cost(&k, &v);
-            }
+        for id in victims(&self.map, cost, &mut dropped, drop_at_least) {
+            self.forget_entry(&id);
         }
-        let lists: Vec<Box<str>> = self
-            .postings
-            .iter()
-            .take_while(|(k, v)| {
-                let go = dropped < drop_at_least;
-                dropped += posting_cost(k, v);
-                go
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in lists {
-            self.forget_posting(&k);
+        for tag in victims(&self.postings, posting_cost, &mut dropped, drop_at_least) {
+            self.forget_posting(&tag);
+        }
+    }
+
+    fn forget_entry(&mut self, id: &str) {
+        if let Some(old) = self.map.remove(id) {
+            self.bytes -= cost(id, &old);
         }
     }
 
@@ -378,9 +380,7 @@ impl WriteMark<'_> {
     /// membership the write changed), then ends the mark.
     pub fn committed<'t>(mut self, id: &str, tags: impl IntoIterator<Item = &'t str>) {
         let mut kept = self.cache.write_kept();
-        if let Some(old) = kept.map.remove(id) {
-            kept.bytes -= cost(id, &old);
-        }
+        kept.forget_entry(id);
         for tag in tags {
             kept.forget_posting(tag);
         }
