@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::service::{CheckPolicy, PROBE_SLOT_WAIT, Registry};
+use crate::domain::service::{CheckPolicy, PROBE_SLOT_WAIT};
 use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
 use crate::store::Store;
 use crate::store::dynamodb::{DynamoStore, default_tag_table};
@@ -183,13 +183,6 @@ impl ProbeArgs {
             slot_wait: PROBE_SLOT_WAIT,
         }
     }
-}
-
-/// Builds the registry service from store and probe settings.
-pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
-    Ok(Registry::new(store.open().await?, probe.prober())
-        .with_check_policy(probe.check_policy())
-        .with_facet_max_age(Duration::from_secs(store.facet_cache_secs)))
 }
 
 /// `REGISTRY_DB_WRITE_TOKEN`, when set and not blank.

@@ -1,5 +1,5 @@
 //! Facet counts for a filter: how many matching entries carry each tag, registry type, storage type
-//! and health status. Iterates the store exactly as [`Registry::query`] does (`scan` chunks, then
+//! and health status. Iterates the store exactly as [`Catalog::query`] does (`scan` chunks, then
 //! the exact `Filter::matches`), so a store's pushdown or tag index serves facets too, and stops at
 //! the same work bound as one query page: past it, `complete` is false and the counts cover the
 //! entries examined so far.
@@ -17,7 +17,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::entry::{ContainerRegistry, RegistryType, StorageType};
-use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK, SCAN_CHUNK_BYTES};
+use super::service::{Catalog, MAX_SCANNED_PER_PAGE, SCAN_CHUNK, SCAN_CHUNK_BYTES};
 use crate::error::AppError;
 use crate::health::HealthStatus;
 use crate::query::{Fields, Filter};
@@ -211,13 +211,13 @@ pub fn storage_type_str(t: StorageType) -> &'static str {
     }
 }
 
-impl Registry {
+impl Catalog {
     /// Facet counts over every entry matching `filter`, within one query page's work bound.
     pub async fn facets(&self, filter: &Filter) -> Result<Arc<Facets>, AppError> {
         Ok(self.facets_with_age(filter).await?.0)
     }
 
-    /// [`Registry::facets`], and how old the answer is when it was kept from an earlier request
+    /// [`Catalog::facets`], and how old the answer is when it was kept from an earlier request
     /// (`None` when it was counted now).
     pub async fn facets_with_age(
         &self,
@@ -379,7 +379,7 @@ mod tests {
         }
     }
 
-    async fn registry_with(n: usize) -> Registry {
+    async fn catalog_with(n: usize) -> Catalog {
         let store = MemStore::default();
         for i in 0..n {
             let e = ContainerRegistry::from_create(json!({
@@ -391,13 +391,13 @@ mod tests {
             .unwrap();
             store.insert(&e).await.unwrap();
         }
-        Registry::new(Arc::new(store), Prober::new(ProbeConfig::default()))
+        Catalog::new(Arc::new(store), Prober::new(ProbeConfig::default()))
     }
 
     #[tokio::test]
     async fn counts_are_complete_up_to_the_work_bound_and_say_so_past_it() {
         let all = Filter::parse(&json!({"container_registry_tags": "all"})).unwrap();
-        let at = registry_with(MAX_SCANNED_PER_PAGE).await;
+        let at = catalog_with(MAX_SCANNED_PER_PAGE).await;
         let f = at.facets(&all).await.unwrap();
         assert!(f.complete);
         assert_eq!(f.matched, MAX_SCANNED_PER_PAGE as u64);
@@ -416,7 +416,7 @@ mod tests {
             }]
         );
 
-        let past = registry_with(MAX_SCANNED_PER_PAGE + 1).await;
+        let past = catalog_with(MAX_SCANNED_PER_PAGE + 1).await;
         let f = past.facets(&all).await.unwrap();
         assert!(!f.complete);
         assert_eq!(f.scanned, MAX_SCANNED_PER_PAGE as u64);

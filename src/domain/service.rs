@@ -109,7 +109,7 @@ impl From<CheckFailure> for AppError {
 type Flight = Shared<BoxFuture<'static, Result<HealthCheck, CheckFailure>>>;
 
 #[derive(Clone)]
-pub struct Registry {
+pub struct Catalog {
     /// `watched`, as the store every part of the service uses.
     store: Arc<dyn Store>,
     /// Counts the writes made through `store`, for `facet_cache`.
@@ -179,10 +179,10 @@ fn decode_cursor(cursor: &str) -> Result<Cursor, AppError> {
     }
 }
 
-impl Registry {
+impl Catalog {
     pub fn new(store: Arc<dyn Store>, prober: Prober) -> Self {
         let watched = Arc::new(Watched::new(store));
-        Registry {
+        Catalog {
             store: Arc::clone(&watched) as Arc<dyn Store>,
             watched,
             facet_cache: Arc::new(FacetCache::new(FACET_CACHE_MAX_AGE)),
@@ -209,7 +209,7 @@ impl Registry {
         &self.store
     }
 
-    /// Writes made through [`Registry::store`] so far.
+    /// Writes made through [`Catalog::store`] so far.
     pub(crate) fn writes(&self) -> u64 {
         self.watched.writes()
     }
@@ -485,7 +485,7 @@ impl Registry {
     }
 }
 
-impl Registry {
+impl Catalog {
     /// Rebuilds the store's tag index from its entries.
     pub async fn reindex(&self) -> Result<ReindexReport, AppError> {
         Ok(self.store.reindex().await?)

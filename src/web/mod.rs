@@ -1,6 +1,6 @@
 //! The discovery page: server-rendered HTML (askama templates compiled into the binary) and its two
 //! assets, served by the same router as the API, so it works under `registry-db serve` and on
-//! Lambda alike. Reads go through the domain (`Registry`) only.
+//! Lambda alike. Reads go through the domain (`Catalog`) only.
 //!
 //! - `GET /`: browse and search; the URL carries the search (`search.rs`), forms use GET, pages
 //!   follow the API's cursor. Facet counts beside the results.
@@ -33,11 +33,11 @@ use self::search::{
     HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, registry_type_str, storage_type_str,
 };
 use self::view::{Badge, Card, Row};
-use crate::api::AppState;
 use crate::domain::entry::ContainerRegistry;
 use crate::domain::facets::{FacetCount, FacetCounter, Facets};
 use crate::domain::service::Page;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::StoredEntry;
 
 /// Registries per page of the list.
@@ -295,16 +295,16 @@ async fn list_page(
 /// alone (`None`: the page holds every match).
 async fn fetch(state: &AppState, search: &Search) -> Result<(Page, Option<Arc<Facets>>), AppError> {
     let filter = search.filter()?;
-    let registry = &state.registry;
-    let query = registry.query(&filter, PAGE_SIZE, search.cursor.as_deref());
+    let catalog = &state.catalog;
+    let query = catalog.query(&filter, PAGE_SIZE, search.cursor.as_deref());
     if search.cursor.is_some() {
         // A later page cannot hold every match: count them alongside.
-        let (page, facets) = tokio::join!(query, registry.facets(&filter));
+        let (page, facets) = tokio::join!(query, catalog.facets(&filter));
         return Ok((page?, Some(facets?)));
     }
     let page = query.await?;
     let facets = match page.next_cursor {
-        Some(_) => Some(registry.facets(&filter).await?),
+        Some(_) => Some(catalog.facets(&filter).await?),
         None => None,
     };
     Ok((page, facets))
@@ -454,7 +454,7 @@ fn health_rows(h: &crate::health::ProbeResult) -> Vec<Row> {
 }
 
 async fn registry_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.registry.get(&id).await {
+    match state.catalog.get(&id).await {
         Ok(entry) => match page_entry(entry) {
             Ok(entry) => render(StatusCode::OK, &RegistryPage::new(entry)),
             Err(e) => page_error(e),
