@@ -1,5 +1,6 @@
-//! One log line per request (method, route template, status and latency), and a 500 in the JSON
-//! envelope instead of a dropped connection when a handler panics.
+//! One log line per request (method, route template, status and latency), a line for each store or
+//! internal failure an answer hides the detail of (see [`Failure`]), and a 500 in the JSON envelope
+//! instead of a dropped connection when a handler panics.
 //!
 //! Panics are caught by [`CatchPanic`] around the whole router, at each poll of a request's future,
 //! rather than by tower-http's `CatchPanicLayer`, which boxes every response body to be generic
@@ -22,8 +23,10 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
+
+use crate::error::AppError;
 
 #[derive(Clone, Copy, Default)]
 pub struct LogLayer;
@@ -89,6 +92,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &out {
+            log_failure(response);
+        }
         if let (Some(line), Ok(response)) = (this.line.take(), &out) {
             tracing::info!(
                 method = %line.method,
@@ -102,9 +108,37 @@ where
     }
 }
 
-/// Whether request lines would be logged (the `info` level, for this module).
+/// Whether the layer would log anything: failures at the `error` level, request lines at `info`.
 pub fn wanted() -> bool {
-    tracing::enabled!(tracing::Level::INFO)
+    tracing::enabled!(tracing::Level::ERROR)
+}
+
+/// The detail of a store or internal failure, which the answer leaves out (it says only "internal
+/// error" or "could not reach its store"): `api/error.rs` puts it on the response for the log.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    Store(String),
+    Internal(String),
+}
+
+fn log_failure(response: &Response) {
+    match response.extensions().get::<Failure>() {
+        Some(Failure::Store(detail)) => tracing::error!(error = %detail, "store failure"),
+        Some(Failure::Internal(detail)) => tracing::error!(error = %detail, "internal failure"),
+        None => {}
+    }
+}
+
+/// The 500 of a handler's panic, logged here: [`CatchPanic`] sits outside the log layer.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    let response = AppError::Internal(format!("handler panicked: {detail}")).into_response();
+    log_failure(&response);
+    response
 }
 
 /// Answers a handler's panic with a 500 in the envelope (see the module's comment).
@@ -156,7 +190,7 @@ where
         // A panicked future is never polled again: this one answers now.
         match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
             Ok(poll) => poll,
-            Err(panic) => Poll::Ready(Ok(super::panic_response(panic))),
+            Err(panic) => Poll::Ready(Ok(panic_response(panic))),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+mod error;
 pub mod log;
 mod raw;
 pub mod schema;
@@ -386,13 +387,4 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
         method: method.to_string(),
         path: uri.path().to_string(),
     }
-}
-
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    AppError::Internal(format!("handler panicked: {detail}")).into_response()
 }

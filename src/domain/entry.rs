@@ -55,33 +55,8 @@ pub const MAX_TAG_CHARS: usize = 64;
 pub const MAX_NESTING: usize = 16;
 pub const MAX_KEY_CHARS: usize = 255;
 
-/// A rule an entry broke: which field, and why, in words.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct ValidationError {
-    pub field: String,
-    pub message: String,
-    /// The stable code of the 400: `invalid_entry`, or `entry_too_large` past the size limit.
-    pub code: &'static str,
-}
-
-impl ValidationError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ValidationError {
-            field: field.into(),
-            message: message.into(),
-            code: "invalid_entry",
-        }
-    }
-
-    /// The entry as a whole is over the size limit (see `domain::size`).
-    pub fn too_large(message: impl Into<String>) -> Self {
-        ValidationError {
-            code: "entry_too_large",
-            ..ValidationError::new("entry", message)
-        }
-    }
-}
+/// Defined beside the service's error type, whose `Invalid` case carries it.
+pub use crate::error::ValidationError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
