@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::service::{CheckPolicy, PROBE_SLOT_WAIT};
+use crate::domain::catalog::{CheckPolicy, PROBE_SLOT_WAIT};
 use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
 use crate::store::Store;
 use crate::store::dynamodb::{DynamoStore, default_tag_table};
@@ -70,7 +70,7 @@ pub struct StoreArgs {
     /// On DynamoDB, which other instances also write to, facet counts are reused for at most this
     /// many seconds (0: counted on every request); a write through this instance drops them at
     /// once. The embedded store, which only this process writes, keeps them until its next write.
-    #[arg(long, env = "REGISTRY_DB_FACET_CACHE_SECS", default_value_t = crate::domain::facets::FACET_CACHE_MAX_AGE.as_secs())]
+    #[arg(long, env = "REGISTRY_DB_FACET_CACHE_SECS", default_value_t = crate::domain::catalog::FACET_CACHE_MAX_AGE.as_secs())]
     pub facet_cache_secs: u64,
     /// The embedded store keeps up to this many MiB of entries (each at most 16 KiB) in memory for
     /// GETs and tag queries; 0 turns the cache off. Ignored on DynamoDB.

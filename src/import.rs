@@ -19,8 +19,8 @@ use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::config::{ImportArgs, StoreKind};
+use crate::domain::catalog::Catalog;
 use crate::domain::entry::ID;
-use crate::domain::service::Catalog;
 use crate::error::AppError;
 use crate::state::AppState;
 

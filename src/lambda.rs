@@ -8,7 +8,7 @@ use lambda_http::{Adapter, Service};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use crate::domain::service::Catalog;
+use crate::domain::catalog::Catalog;
 use crate::health::SweepOptions;
 
 /// True for an EventBridge scheduled event (`"detail-type": "Scheduled Event"`), which is also

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, ProbeArgs, StoreArgs};
-use crate::domain::service::Catalog;
+use crate::domain::catalog::Catalog;
 use crate::health::{ProbeConfig, Prober};
 
 /// The router holds it in one `Arc`, so a request clones one pointer rather than the catalog's

@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
-use registry_db::domain::service::{Catalog, CheckPolicy};
+use registry_db::domain::catalog::{Catalog, CheckPolicy};
 use registry_db::health::limits::MAX_HEALTH_BYTES;
 use registry_db::health::{ProbeConfig, Prober, USER_AGENT};
 use registry_db::router::router;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;
-use registry_db::domain::service::Catalog;
 use registry_db::health::{ProbeConfig, Prober};
 use registry_db::store::Store;
 use registry_db::store::dynamodb::filter::TranslateOptions;

@@ -7,7 +7,7 @@ mod support;
 use axum::body::Body;
 use http_body_util::BodyExt;
 use lambda_runtime::{Context, LambdaEvent};
-use registry_db::domain::service::Catalog;
+use registry_db::domain::catalog::Catalog;
 use registry_db::lambda::{handle, is_scheduled_event};
 use registry_db::router::router;
 use registry_db::state::AppState;

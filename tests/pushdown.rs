@@ -3,8 +3,8 @@
 
 mod support;
 
+use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;
-use registry_db::domain::service::Catalog;
 use registry_db::query::Filter;
 use registry_db::store::{Plan, ScanRequest};
 use serde_json::json;

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;
-use registry_db::domain::service::Catalog;
 use registry_db::query::Filter;
 use registry_db::store::Store;
 use registry_db::store::dynamodb::filter::TranslateOptions;

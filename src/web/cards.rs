@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::domain::entry::{RegistryType, StorageType};
+use crate::domain::stored::MAX_CACHED_ENTRY;
+use crate::domain::stored::StoredEntry;
 use crate::error::AppError;
 use crate::health::HealthStatus;
-use crate::store::StoredEntry;
-use crate::store::entry_cache::MAX_CACHED_ENTRY;
 
 /// Cards kept at most (a list page shows 20).
 pub const MAX_CARDS: usize = 1024;

@@ -33,12 +33,12 @@ use self::search::{
     HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, registry_type_str, storage_type_str,
 };
 use self::view::{Badge, Card, Row};
+use crate::domain::catalog::Page;
+use crate::domain::catalog::{FacetCount, FacetCounter, Facets};
 use crate::domain::entry::ContainerRegistry;
-use crate::domain::facets::{FacetCount, FacetCounter, Facets};
-use crate::domain::service::Page;
+use crate::domain::stored::StoredEntry;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::StoredEntry;
 
 /// Registries per page of the list.
 pub const PAGE_SIZE: usize = 20;

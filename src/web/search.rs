@@ -5,10 +5,10 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::domain::catalog::NEVER_CHECKED;
 use crate::domain::entry::{
     HEALTH, MAX_KEY_CHARS, METADATA, NAME, RegistryType, STORAGE_INFO, StorageType, TAGS,
 };
-use crate::domain::facets::NEVER_CHECKED;
 use crate::error::AppError;
 use crate::health::HealthStatus;
 use crate::query::Filter;
@@ -29,7 +29,7 @@ pub const HEALTH_VALUES: [&str; 5] = [
     NEVER_CHECKED,
 ];
 
-pub use crate::domain::facets::{registry_type_str, storage_type_str};
+pub use crate::domain::catalog::{registry_type_str, storage_type_str};
 
 /// What a visitor asked for. Every field is as typed; `filter()` checks them.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use registry_db::domain::service::Catalog;
+use registry_db::domain::catalog::Catalog;
 use registry_db::health::{ProbeConfig, Prober};
 use registry_db::router::router;
 use registry_db::state::AppState;

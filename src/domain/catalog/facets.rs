@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::entry::{ContainerRegistry, RegistryType, StorageType};
-use super::service::{Catalog, MAX_SCANNED_PER_PAGE, SCAN_CHUNK, SCAN_CHUNK_BYTES};
+use super::{Catalog, Chunks, SCAN_CHUNK};
+use crate::domain::entry::{ContainerRegistry, RegistryType, StorageType};
+use crate::domain::plan::Plan;
 use crate::error::AppError;
 use crate::health::HealthStatus;
 use crate::query::{Fields, Filter};
-use crate::store::{Plan, ScanRequest};
 
 /// Most distinct tags one facet answer lists (the most frequent first). An entry may carry 100
 /// tags, so 20,000 entries could carry two million distinct ones: far beyond a useful answer or
@@ -229,16 +229,15 @@ impl Catalog {
         let cacheable = key.len() <= FACET_CACHE_MAX_KEY;
         // Noted before reading: a write that lands during the count makes this answer stale at
         // once, never the other way round.
-        let writes = self.writes();
-        let only_writer = self.store().only_writer();
-        if cacheable && let Some((facets, age)) = self.facet_cache().get(&key, writes, only_writer)
-        {
+        let writes = self.watched.writes();
+        let only_writer = self.store.only_writer();
+        if cacheable && let Some((facets, age)) = self.facet_cache.get(&key, writes, only_writer) {
             return Ok((facets, Some(age)));
         }
         let at = Instant::now();
         let facets = Arc::new(self.count_facets(filter).await?);
         if cacheable {
-            self.facet_cache().put(key, Arc::clone(&facets), writes, at);
+            self.facet_cache.put(key, Arc::clone(&facets), writes, at);
         }
         Ok((facets, None))
     }
@@ -247,26 +246,10 @@ impl Catalog {
         let mut counter = FacetCounter::default();
         // `{}` matches everything: skip turning every entry into a document to evaluate it.
         let everything = matches!(filter, Filter::And(all) if all.is_empty());
-        let mut after: Option<String> = None;
-        let mut scanned = 0usize;
         // The same plan as a query: a tag filter reads only the entries carrying its tags.
-        let mut plan = Plan::for_filter(filter);
+        let mut chunks = Chunks::new(self.store.as_ref(), filter, Plan::for_filter(filter), None);
         let fields = Fields::of(filter);
-        loop {
-            let chunk = self
-                .store()
-                .scan(ScanRequest {
-                    filter,
-                    plan: &plan,
-                    after: after.as_deref(),
-                    max_entries: SCAN_CHUNK.min(MAX_SCANNED_PER_PAGE - scanned).max(1),
-                    max_bytes: SCAN_CHUNK_BYTES,
-                })
-                .await?;
-            if !chunk.used_index {
-                plan = Plan::Scan;
-            }
-            scanned += chunk.scanned;
+        while let Some(chunk) = chunks.next(SCAN_CHUNK).await? {
             for candidate in chunk.candidates {
                 // One parse per entry: typed when every candidate counts, else as a document to
                 // evaluate, turned into the entry only when it matches.
@@ -278,14 +261,9 @@ impl Catalog {
                     }
                 }
             }
-            match chunk.last_key {
-                None => return Ok(counter.finish(scanned as u64, true)),
-                Some(_) if scanned >= MAX_SCANNED_PER_PAGE => {
-                    return Ok(counter.finish(scanned as u64, false));
-                }
-                Some(key) => after = Some(key),
-            }
         }
+        // Stopped by the work bound, not by the end of the plan: the counts say so.
+        Ok(counter.finish(chunks.scanned() as u64, chunks.finished()))
     }
 }
 
@@ -298,8 +276,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::catalog::MAX_SCANNED_PER_PAGE;
+    use crate::domain::store::{ScanChunk, ScanRequest, Store, StoreError};
+    use crate::domain::stored::StoredEntry;
     use crate::health::{ProbeConfig, ProbeResult, Prober};
-    use crate::store::{ScanChunk, Store, StoreError, StoredEntry};
 
     /// Just enough of a store to hold 20,001 entries in memory: the work bound is about how many
     /// entries are examined, which no store-specific behaviour changes (the API tests cover both
@@ -371,7 +351,7 @@ mod tests {
         async fn set_health(&self, _: &str, _: &ProbeResult) -> Result<bool, StoreError> {
             Err(not_used())
         }
-        async fn reindex(&self) -> Result<crate::store::ReindexReport, StoreError> {
+        async fn reindex(&self) -> Result<crate::domain::store::ReindexReport, StoreError> {
             Err(not_used())
         }
         fn describe(&self) -> String {

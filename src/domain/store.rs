@@ -1,0 +1,127 @@
+//! What the domain needs of a place entries live: the [`Store`] trait, which `crate::store`
+//! implements for redb and DynamoDB, and the requests and answers it speaks. Defined here so the
+//! domain imports nothing from the stores.
+
+use async_trait::async_trait;
+
+use super::entry::ContainerRegistry;
+use super::plan::Plan;
+use super::stored::StoredEntry;
+use crate::health::ProbeResult;
+use crate::query::Filter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a container registry with id {0} already exists")]
+    AlreadyExists(String),
+    #[error("no container registry with id {0}")]
+    NotFound(String),
+    /// The entry changed (or vanished) since it was read: the optimistic write lost a race.
+    #[error("the entry changed while it was being written")]
+    VersionConflict,
+    /// The backing store refused or failed; the text says what happened, for logs and operators.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One request for a chunk of a query.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanRequest<'a> {
+    pub filter: &'a Filter,
+    /// How to read; a store without a usable index may fall back to a scan (see
+    /// [`ScanChunk::used_index`]).
+    pub plan: &'a Plan,
+    /// Resume after this key (the last key examined by the previous chunk).
+    pub after: Option<&'a str>,
+    /// Examine at most this many entries...
+    pub max_entries: usize,
+    /// ...and stop once the candidates hold this many bytes (at least one entry is examined).
+    pub max_bytes: usize,
+}
+
+/// One chunk of a query, in the order of the plan that read it.
+#[derive(Debug)]
+pub struct ScanChunk {
+    /// Entries after the start key that may match (a store may pre-filter, never over-filter).
+    pub candidates: Vec<StoredEntry>,
+    /// Key of the last entry examined; `None` when the plan has no more entries.
+    pub last_key: Option<String>,
+    /// How many stored entries this chunk read (the work it cost).
+    pub scanned: usize,
+    /// Every candidate is known to match the filter: the caller need not evaluate it.
+    pub exact: bool,
+    /// The chunk was read through the tag index (in id order) rather than by a scan.
+    pub used_index: bool,
+}
+
+/// What `reindex` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReindexReport {
+    /// Entries read.
+    pub entries: usize,
+    /// Index keys the entries call for (one per tag per entry).
+    pub index_keys: usize,
+    /// Index keys that pointed at an entry no longer carrying the tag, removed.
+    pub stale_keys_removed: usize,
+}
+
+/// A place entries live, with a tag index kept consistent with them.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new entry and its index keys; `AlreadyExists` when the id is taken.
+    async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError>;
+
+    /// The entry as stored.
+    async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError>;
+
+    /// Appends the entry's stored JSON to `out` when the store holds it in memory, without
+    /// waiting: `true` if it did. A GET answers from here when it can, with no future to box and
+    /// no copy but the one into its answer; otherwise it calls [`get`](Self::get).
+    fn get_cached_into(&self, _id: &str, _out: &mut bytes::BytesMut) -> bool {
+        false
+    }
+
+    /// Replaces the client fields of `old` with those of `new` if the stored version is still
+    /// `old`'s; otherwise `VersionConflict` (which includes the entry having been deleted
+    /// meanwhile). The stored health result is kept as it is: health is written only by
+    /// [`Store::set_health`], so a probe between the read and this write is never undone.
+    async fn replace(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes an entry and its index keys; `false` when there was none.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Reads one chunk of a query (see [`ScanRequest`]). The caller evaluates the filter exactly on
+    /// what comes back unless the chunk says it is exact.
+    async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError>;
+
+    /// Ids and public URLs of up to `max` entries after `after`, for a health sweep; the next
+    /// `after`, or `None` at the end. May read slightly stale data.
+    async fn probe_targets(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError>;
+
+    /// Records a health result on an entry, touching no other field (not even the version: a
+    /// probe is not an edit, and must not make an owner's read-modify-write fail).
+    /// `false` when the entry no longer exists.
+    async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError>;
+
+    /// Rebuilds the tag index from the entries (for a store that predates it, or to remove stale
+    /// keys). Safe to run while the service serves.
+    async fn reindex(&self) -> Result<ReindexReport, StoreError>;
+
+    /// A short description for logs ("embedded store at ./data", "DynamoDB table T").
+    fn describe(&self) -> String;
+
+    /// True when no other process can write to this store (the embedded store's file is locked by
+    /// the process that opened it), so an answer derived from it stays exact until this process
+    /// writes. See [`Watched`].
+    fn only_writer(&self) -> bool {
+        false
+    }
+}
