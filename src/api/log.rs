@@ -8,7 +8,7 @@
 //! there a panic ends the process, and the next invocation starts a fresh one.)
 //!
 //! The log layer is on each route (see below), which costs every request a clone of the route's
-//! boxed service; [`router`](crate::router::router) leaves it out when the `info` level is off for it.
+//! boxed service; the router (`router.rs`) leaves it out when the `info` level is off for it.
 //!
 //! A plain tower layer rather than `middleware::from_fn`, which boxes the rest of the stack and its
 //! future on every request: that, and a second middleware that only carried the route out to it,

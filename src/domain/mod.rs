@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod entry;
 pub mod plan;
-pub mod size;
 pub mod store;
-pub mod stored;
+
+/// How big an entry is (a part of what an entry is), at its old path too.
+pub use entry::size;

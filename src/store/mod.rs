@@ -13,5 +13,5 @@ pub mod entry_cache;
 pub use bytestring::ByteString;
 
 pub use crate::domain::plan::{self, Plan};
+pub use crate::domain::store::StoredEntry;
 pub use crate::domain::store::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError};
-pub use crate::domain::stored::StoredEntry;

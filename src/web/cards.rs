@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::domain::entry::{RegistryType, StorageType};
-use crate::domain::stored::MAX_CACHED_ENTRY;
-use crate::domain::stored::StoredEntry;
+use crate::domain::store::MAX_CACHED_ENTRY;
+use crate::domain::store::StoredEntry;
 use crate::error::AppError;
 use crate::health::HealthStatus;
 

@@ -36,7 +36,7 @@ use self::view::{Badge, Card, Row};
 use crate::domain::catalog::Page;
 use crate::domain::catalog::{FacetCount, FacetCounter, Facets};
 use crate::domain::entry::ContainerRegistry;
-use crate::domain::stored::StoredEntry;
+use crate::domain::store::StoredEntry;
 use crate::error::AppError;
 use crate::state::AppState;
 

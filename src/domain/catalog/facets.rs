@@ -277,8 +277,8 @@ mod tests {
 
     use super::*;
     use crate::domain::catalog::MAX_SCANNED_PER_PAGE;
+    use crate::domain::store::StoredEntry;
     use crate::domain::store::{ScanChunk, ScanRequest, Store, StoreError};
-    use crate::domain::stored::StoredEntry;
     use crate::health::{ProbeConfig, ProbeResult, Prober};
 
     /// Just enough of a store to hold 20,001 entries in memory: the work bound is about how many

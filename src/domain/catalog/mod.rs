@@ -21,8 +21,8 @@ use self::health::Flight;
 use self::watched::Watched;
 use super::entry::{ContainerRegistry, HEALTH, VERSION, validate_id};
 use super::plan::Plan;
-use super::store::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError};
-use super::stored::StoredEntry;
+use super::store::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
+
 use crate::error::AppError;
 use crate::health::Prober;
 use crate::query::{Filter, Update};

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{Catalog, Chunks, MAX_SCANNED_PER_PAGE, SCAN_CHUNK};
 use crate::domain::entry::validate_id;
 use crate::domain::plan::Plan;
-use crate::domain::stored::StoredEntry;
+use crate::domain::store::StoredEntry;
 use crate::error::AppError;
 use crate::query::{Fields, Filter};
 

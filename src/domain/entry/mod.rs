@@ -3,6 +3,8 @@
 //! client input are [`ContainerRegistry::from_create`] and [`ContainerRegistry::from_update`], which
 //! check every rule and say which field broke which one.
 
+pub mod size;
+
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -41,7 +43,7 @@ pub const MANAGED_FIELDS: [&str; 4] = [CREATED_AT, UPDATED_AT, VERSION, HEALTH];
 
 /// Limits. The size of a whole entry is bounded in `size` (as JSON and as a DynamoDB item, with room
 /// for its health record), so an entry the embedded store accepts is one DynamoDB accepts too.
-pub use super::size::MAX_ENTRY_BYTES;
+pub use self::size::MAX_ENTRY_BYTES;
 pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_NAME_CHARS: usize = 256;
 /// The public URL in bytes (it is ASCII once normalized), as the probe reads it too; also the image
@@ -276,7 +278,7 @@ impl ClientFields {
             container_registry_version: version,
             container_registry_health: health,
         };
-        super::size::check(&entry.to_json())?;
+        self::size::check(&entry.to_json())?;
         Ok(entry)
     }
 }
@@ -543,7 +545,7 @@ mod tests {
 
     /// The seed's example entry, the same file the README's curl sends.
     pub(crate) fn seed() -> Value {
-        serde_json::from_str(include_str!("../../docs/seed-entry.json")).unwrap()
+        serde_json::from_str(include_str!("../../../docs/seed-entry.json")).unwrap()
     }
 
     fn field_of(body: Value) -> String {
