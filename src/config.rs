@@ -81,14 +81,14 @@ pub struct StoreArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
     /// Timeout of one health probe, in milliseconds.
-    #[arg(long, env = "REGISTRY_DB_PROBE_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "REGISTRY_DB_PROBE_TIMEOUT_MS", default_value_t = crate::health::probe::DEFAULT_TIMEOUT.as_millis() as u64)]
     pub probe_timeout_ms: u64,
     /// Let probes reach loopback addresses (for registries on the same machine).
     #[arg(long, env = "REGISTRY_DB_PROBE_ALLOW_LOOPBACK")]
     pub probe_allow_loopback: bool,
     /// Within this many seconds of an entry's last probe, a health check answers the stored result
     /// instead of probing again (0 probes every time).
-    #[arg(long, env = "REGISTRY_DB_PROBE_COOLDOWN_SECS", default_value_t = 30)]
+    #[arg(long, env = "REGISTRY_DB_PROBE_COOLDOWN_SECS", default_value_t = crate::domain::catalog::DEFAULT_PROBE_COOLDOWN.as_secs())]
     pub probe_cooldown_secs: u64,
     /// Probes in flight at once, on-demand checks and sweeps together (sweeps take at most three
     /// quarters); a check that finds no slot within 2 s is a 429.

@@ -22,6 +22,7 @@ use crate::config::{ImportArgs, StoreKind};
 use crate::domain::catalog::Catalog;
 use crate::domain::entry::ID;
 use crate::error::AppError;
+use crate::query::type_name;
 use crate::state::AppState;
 
 /// The one field the earlier service's documents hold that is not part of an entry: MongoDB's own
@@ -282,7 +283,7 @@ fn prepare(json: Result<Value, String>) -> Result<Map<String, Value>, Problem> {
     let Value::Object(mut doc) = json else {
         return Err(Problem::Malformed(format!(
             "is {}, not a JSON object (a MongoDB document)",
-            kind_of(&json)
+            type_name(&json)
         )));
     };
     doc.remove(MONGO_ID);
@@ -297,17 +298,6 @@ fn prepare(json: Result<Value, String>) -> Result<Map<String, Value>, Problem> {
             "{ID}: is required for an import (a document without one would get a new id on every run)"
         ))),
         Some(_) => Ok(doc),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

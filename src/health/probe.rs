@@ -52,6 +52,8 @@ pub fn is_probe_user_agent(user_agent: &str) -> bool {
 
 /// Probes in flight at once, on-demand checks and sweeps together (`--probe-max-in-flight`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// The timeout of one probe unless `--probe-timeout-ms` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// The longest a probe waits on a `429 Too Many Requests` before its one retry, whatever
 /// `Retry-After` asks for. The retry also has to fit in what is left of the probe's timeout.
@@ -86,7 +88,7 @@ pub struct ProbeConfig {
 impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_millis(5000),
+            timeout: DEFAULT_TIMEOUT,
             allow_loopback: false,
             max_body_bytes: 64 * 1024,
             max_redirects: 3,

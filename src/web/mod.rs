@@ -30,7 +30,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use self::cards::{CardData, CardMemo};
 use self::search::{
-    HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, registry_type_str, storage_type_str,
+    HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, health_label, registry_type_str,
+    storage_type_str,
 };
 use self::view::{Badge, Card, Row};
 use crate::domain::catalog::Page;
@@ -206,16 +207,6 @@ fn count_of(counts: &[FacetCount], value: &str) -> u64 {
         .map_or(0, |c| c.count)
 }
 
-pub fn health_label(value: &str) -> &'static str {
-    match value {
-        "healthy" => "healthy",
-        "auth_required" => "needs credentials",
-        "not_registry" => "not a registry",
-        "unreachable" => "unreachable",
-        _ => "never checked",
-    }
-}
-
 impl<'a> ListPage<'a> {
     fn new(search: Search, error: String, cards: Vec<Card<'a>>, facets: Arc<Facets>) -> Self {
         let tag_facets = search
@@ -248,7 +239,7 @@ impl<'a> ListPage<'a> {
             .collect();
         let health = HEALTH_VALUES
             .iter()
-            .map(|v| choice(&search, "health", v, health_label(v), &facets.health))
+            .map(|(v, label)| choice(&search, "health", v, label, &facets.health))
             .collect();
         ListPage {
             layout: Layout::new(),

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::health::limits::MAX_URL_BYTES;
 use crate::health::{ProbeResult, parse_registry_url};
+use crate::query::type_name;
 
 pub const ID: &str = "container_registry_id";
 pub const NAME: &str = "container_registry_name";
@@ -283,19 +284,8 @@ impl ClientFields {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn type_error(field: &str, expected: &str, got: &Value) -> ValidationError {
-    ValidationError::new(field, format!("must be {expected}, not {}", kind_of(got)))
+    ValidationError::new(field, format!("must be {expected}, not {}", type_name(got)))
 }
 
 fn parse_id(v: Option<Value>) -> Result<String, ValidationError> {
@@ -426,7 +416,7 @@ fn parse_tags(v: Option<Value>) -> Result<Vec<String>, ValidationError> {
                 TAGS,
                 format!(
                     "must be an array of strings; element {i} is {}",
-                    kind_of(&item)
+                    type_name(&item)
                 ),
             ));
         };
