@@ -222,4 +222,93 @@ mod tests {
         assert_eq!(json["success"], false, "{json}");
         assert_eq!(json["code"], "internal", "{json}");
     }
+
+    /// What a subscriber at `level` writes while `f` runs on this thread.
+    async fn logged<F: Future<Output = ()>>(level: tracing::Level, f: F) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        f.await;
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The detail of a store failure is in the log, not in the answer, even with `info` off.
+    #[tokio::test]
+    async fn a_store_failure_is_logged_by_the_layer_and_kept_out_of_the_answer() {
+        for level in [tracing::Level::INFO, tracing::Level::ERROR] {
+            let log = logged(level, async {
+                assert!(wanted(), "the layer is kept at {level}");
+                let fails = tower::service_fn(|_: Request| async move {
+                    Ok::<Response, std::convert::Infallible>(
+                        AppError::Store("table T: throttled".into()).into_response(),
+                    )
+                });
+                let response = LogLayer
+                    .layer(fails)
+                    .oneshot(Request::new(Body::empty()))
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+                let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                    .await
+                    .unwrap();
+                let body = String::from_utf8_lossy(&body);
+                assert!(!body.contains("throttled"), "{body}");
+            })
+            .await;
+            let failure = log.lines().find(|l| l.contains("store failure"));
+            assert!(
+                failure.is_some_and(|l| l.contains("ERROR") && l.contains("table T: throttled")),
+                "{level}: {log}"
+            );
+            // The request line is info: there at info, not at error.
+            let request_line = log
+                .lines()
+                .any(|l| l.contains("request") && l.contains("status=503"));
+            assert_eq!(
+                request_line,
+                level == tracing::Level::INFO,
+                "{level}: {log}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_logged_with_its_message() {
+        let log = logged(tracing::Level::ERROR, async {
+            let panics = tower::service_fn(|_: Request| async move {
+                if true {
+                    panic!("boom at line one");
+                }
+                Ok::<Response, std::convert::Infallible>(Response::new(Body::empty()))
+            });
+            let response = CatchPanic::new(panics)
+                .oneshot(Request::new(Body::empty()))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        })
+        .await;
+        assert!(
+            log.contains("internal failure") && log.contains("handler panicked: boom at line one"),
+            "{log}"
+        );
+    }
 }
