@@ -1,23 +1,21 @@
 //! The local server: the same router on a TCP listener, optional periodic sweeps, graceful stop.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{AppState, service};
-use crate::domain::service::Registry;
 use crate::health::SweepOptions;
+use crate::router::service;
+use crate::state::AppState;
 
 pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
-    pub write_token: Option<Arc<str>>,
     pub sweep_every: Option<Duration>,
 }
 
-pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()> {
-    if opts.write_token.is_none() {
+pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
+    if state.write_token.is_none() {
         tracing::warn!(
             "REGISTRY_DB_WRITE_TOKEN is not set: anyone who can reach this server can create, update and delete entries"
         );
@@ -26,29 +24,26 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, store = %registry.store().describe(), "registry-db listening");
+    tracing::info!(addr = %local, store = %state.catalog.store().describe(), "registry-db listening");
     // A machine-readable line on stdout, so scripts and tests started with port 0 learn the port.
     println!("registry-db listening on http://{local}");
     let _ = std::io::stdout().flush();
 
     if let Some(every) = opts.sweep_every {
-        let registry = registry.clone();
+        let catalog = state.catalog.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if let Err(e) = registry.sweep(&SweepOptions::default()).await {
+                if let Err(e) = catalog.sweep(&SweepOptions::default()).await {
                     tracing::error!(error = %e, "health sweep failed");
                 }
             }
         });
     }
 
-    let app = service(AppState {
-        registry,
-        write_token: opts.write_token,
-    });
+    let app = service(state);
     axum::serve(listener, axum::ServiceExt::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -15,10 +15,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
-use registry_db::api::{AppState, router};
-use registry_db::domain::service::{CheckPolicy, Registry};
+use registry_db::domain::catalog::{Catalog, CheckPolicy};
 use registry_db::health::limits::MAX_HEALTH_BYTES;
 use registry_db::health::{ProbeConfig, Prober, USER_AGENT};
+use registry_db::router::router;
+use registry_db::state::AppState;
 use registry_db::store::Store;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,9 +97,9 @@ fn registry_ok() -> String {
 }
 
 fn app_with(store: Arc<dyn Store>, cfg: ProbeConfig, checks: CheckPolicy) -> Router {
-    let registry = Registry::new(store, Prober::new(cfg)).with_check_policy(checks);
+    let registry = Catalog::new(store, Prober::new(cfg)).with_check_policy(checks);
     router(AppState {
-        registry,
+        catalog: registry,
         write_token: None,
     })
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;
-use registry_db::domain::service::Registry;
 use registry_db::health::{ProbeConfig, Prober};
 use registry_db::store::Store;
 use registry_db::store::dynamodb::filter::TranslateOptions;
@@ -65,7 +65,7 @@ impl Target {
     }
 
     /// Opens the store to look at it (the embedded one only while no binary holds it).
-    async fn registry(&self) -> Registry {
+    async fn registry(&self) -> Catalog {
         let store: Arc<dyn Store> = match self {
             Target::Embedded(dir) => Arc::new(EmbeddedStore::open(dir.path()).unwrap()),
             Target::Dynamo(table) => {
@@ -79,7 +79,7 @@ impl Target {
                 Arc::new(store)
             }
         };
-        Registry::new(store, Prober::new(ProbeConfig::default()))
+        Catalog::new(store, Prober::new(ProbeConfig::default()))
     }
 }
 
@@ -137,7 +137,7 @@ fn import(args: &[&str], target: &Target, stdin: Option<&Path>) -> Run {
     run
 }
 
-async fn stored(registry: &Registry, id: &str) -> Option<ContainerRegistry> {
+async fn stored(registry: &Catalog, id: &str) -> Option<ContainerRegistry> {
     match registry.get(id).await {
         Ok(entry) => Some(entry.entry().unwrap()),
         Err(registry_db::error::AppError::NotFound(_)) => None,
@@ -146,7 +146,7 @@ async fn stored(registry: &Registry, id: &str) -> Option<ContainerRegistry> {
 }
 
 /// Every entry in the store, as JSON, by id.
-async fn all(registry: &Registry) -> Vec<Value> {
+async fn all(registry: &Catalog) -> Vec<Value> {
     let page = registry
         .query(&registry_db::query::Filter::match_all(), 1000, None)
         .await

@@ -7,9 +7,10 @@ mod support;
 use axum::body::Body;
 use http_body_util::BodyExt;
 use lambda_runtime::{Context, LambdaEvent};
-use registry_db::api::{AppState, router};
-use registry_db::domain::service::Registry;
+use registry_db::domain::catalog::Catalog;
 use registry_db::lambda::{handle, is_scheduled_event};
+use registry_db::router::router;
+use registry_db::state::AppState;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -62,12 +63,12 @@ fn the_create_event_carries_the_seed_entry() {
 #[tokio::test]
 async fn http_events_through_from_str_and_the_router() {
     support::require_loopback_only_network();
-    let registry = Registry::new(
+    let registry = Catalog::new(
         support::dynamo_store().await,
         support::loopback_prober(1000),
     );
     let app = router(AppState {
-        registry,
+        catalog: registry,
         write_token: None,
     });
     for (name, expected) in HTTP_EVENTS {
@@ -105,9 +106,9 @@ async fn http_events_through_from_str_and_the_router() {
 async fn http_and_scheduled_events_through_the_lambda_handler() {
     support::require_loopback_only_network();
     let store = support::dynamo_store().await;
-    let registry = Registry::new(store.clone(), support::loopback_prober(1000));
+    let registry = Catalog::new(store.clone(), support::loopback_prober(1000));
     let app = router(AppState {
-        registry: registry.clone(),
+        catalog: registry.clone(),
         write_token: None,
     });
     let invoke = |name: &str| {
@@ -165,9 +166,9 @@ async fn http_and_scheduled_events_through_the_lambda_handler() {
 
 #[tokio::test]
 async fn an_event_that_is_neither_http_nor_scheduled_is_an_error_not_a_panic() {
-    let registry = Registry::new(support::embedded_store().0, support::loopback_prober(1000));
+    let registry = Catalog::new(support::embedded_store().0, support::loopback_prober(1000));
     let app = router(AppState {
-        registry: registry.clone(),
+        catalog: registry.clone(),
         write_token: None,
     });
     let out = handle(

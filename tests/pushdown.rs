@@ -3,8 +3,8 @@
 
 mod support;
 
+use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;
-use registry_db::domain::service::Registry;
 use registry_db::query::Filter;
 use registry_db::store::{Plan, ScanRequest};
 use serde_json::json;
@@ -60,7 +60,7 @@ async fn a_selective_filter_is_evaluated_by_dynamodb_not_shipped_back() {
                 None => break,
             }
         }
-        let registry = Registry::new(store.clone(), support::loopback_prober(100));
+        let registry = Catalog::new(store.clone(), support::loopback_prober(100));
         let page = registry.query(&filter, 1000, None).await.unwrap();
         println!(
             "pushdown {filter_json}: DynamoDB scanned {scanned}, returned {returned}, matches {}",
@@ -91,7 +91,7 @@ async fn filters_beyond_dynamodbs_expression_limits_push_down_less_instead_of_fa
         .unwrap();
         store.insert(&entry).await.unwrap();
     }
-    let registry = Registry::new(store, support::loopback_prober(100));
+    let registry = Catalog::new(store, support::loopback_prober(100));
     // 1,000 IN operands (DynamoDB takes 100 per IN) and an expression far over 4 KB.
     let names: Vec<String> = (0..1000).map(|i| format!("registry-{}", i * 2)).collect();
     let long_key = "k".repeat(200);

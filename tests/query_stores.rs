@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;
-use registry_db::domain::service::Registry;
 use registry_db::query::Filter;
 use registry_db::store::Store;
 use serde_json::{Map, Value, json};
@@ -187,7 +187,7 @@ fn filter_strategy() -> impl Strategy<Value = Value> {
     })
 }
 
-async fn all_pages(registry: &Registry, filter: &Filter, limit: usize) -> Vec<String> {
+async fn all_pages(registry: &Catalog, filter: &Filter, limit: usize) -> Vec<String> {
     let mut ids = Vec::new();
     let mut cursor = None;
     loop {
@@ -245,8 +245,8 @@ fn check_agreement() {
                 all.push(entry);
             }
             let stores: [(&str, Arc<dyn Store>); 2] = [("embedded", embedded), ("dynamodb", dynamo)];
-            let registries: Vec<(&str, Registry)> =
-                stores.into_iter().map(|(n, s)| (n, Registry::new(s, support::loopback_prober(100)))).collect();
+            let registries: Vec<(&str, Catalog)> =
+                stores.into_iter().map(|(n, s)| (n, Catalog::new(s, support::loopback_prober(100)))).collect();
             let mut filter_runner =
                 TestRunner::new(Config { cases: filters_per_dataset, failure_persistence: None, ..Config::default() });
             filter_runner

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;
-use registry_db::domain::service::Registry;
 use registry_db::query::Filter;
 use registry_db::store::Store;
 use registry_db::store::dynamodb::filter::TranslateOptions;
@@ -17,8 +17,8 @@ use registry_db::store::dynamodb::{DynamoStore, default_tag_table};
 use serde_dynamo::aws_sdk_dynamodb_1 as dynamo;
 use serde_json::{Value, json};
 
-fn registry(store: Arc<dyn Store>) -> Registry {
-    Registry::new(store, support::loopback_prober(100))
+fn registry(store: Arc<dyn Store>) -> Catalog {
+    Catalog::new(store, support::loopback_prober(100))
 }
 
 fn entry(i: usize, tags: Value) -> ContainerRegistry {
@@ -33,7 +33,7 @@ fn entry(i: usize, tags: Value) -> ContainerRegistry {
 }
 
 /// Every page of a query: ids in order, entries examined in all.
-async fn all_pages(registry: &Registry, filter: &Value, limit: usize) -> (Vec<String>, usize) {
+async fn all_pages(registry: &Catalog, filter: &Value, limit: usize) -> (Vec<String>, usize) {
     let filter = Filter::parse(filter).unwrap();
     let (mut ids, mut scanned, mut cursor) = (Vec::new(), 0, None::<String>);
     loop {
@@ -322,7 +322,7 @@ async fn a_dynamodb_table_from_before_the_index_is_scanned_until_reindexed() {
     }
 }
 
-fn registry_for(store: Arc<dyn Store>) -> Registry {
+fn registry_for(store: Arc<dyn Store>) -> Catalog {
     registry(store)
 }
 

@@ -8,8 +8,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
+use registry_db::domain::catalog::MAX_FACET_TAGS;
 use registry_db::domain::entry::MAX_TAGS;
-use registry_db::domain::facets::MAX_FACET_TAGS;
 use registry_db::web::{CONTENT_SECURITY_POLICY, PAGE_SIZE};
 use serde_json::{Value, json};
 use support::{app, call, seed_entry, stores};
@@ -566,10 +566,10 @@ async fn facets_now(app: &Router) -> (u64, Vec<(String, u64)>, Option<u64>) {
 
 fn app_with_facet_age(store: std::sync::Arc<dyn registry_db::store::Store>, secs: u64) -> Router {
     let registry =
-        registry_db::domain::service::Registry::new(store, support::loopback_prober(2000))
+        registry_db::domain::catalog::Catalog::new(store, support::loopback_prober(2000))
             .with_facet_max_age(std::time::Duration::from_secs(secs));
-    registry_db::api::router(registry_db::api::AppState {
-        registry,
+    registry_db::router::router(registry_db::state::AppState {
+        catalog: registry,
         write_token: None,
     })
 }

@@ -18,9 +18,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use registry_db::api::{AppState, router};
-use registry_db::domain::service::Registry;
+use registry_db::domain::catalog::Catalog;
 use registry_db::health::{ProbeConfig, Prober};
+use registry_db::router::router;
+use registry_db::state::AppState;
 use registry_db::store::Store;
 use registry_db::store::dynamodb::filter::TranslateOptions;
 use registry_db::store::dynamodb::{DynamoStore, default_tag_table, sdk_http_client};
@@ -150,9 +151,9 @@ pub fn loopback_prober(timeout_ms: u64) -> Prober {
 }
 
 pub fn app(store: Arc<dyn Store>, write_token: Option<&str>) -> Router {
-    let registry = Registry::new(store, loopback_prober(2000));
+    let registry = Catalog::new(store, loopback_prober(2000));
     router(AppState {
-        registry,
+        catalog: registry,
         write_token: write_token.map(Arc::from),
     })
 }

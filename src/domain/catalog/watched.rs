@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::ContainerRegistry;
+use crate::domain::store::StoredEntry;
+use crate::domain::store::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError};
 use crate::health::ProbeResult;
 
 /// Wraps a store; every write through it, successful or not, advances [`Watched::writes`] once it

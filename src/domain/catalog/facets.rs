@@ -1,5 +1,5 @@
 //! Facet counts for a filter: how many matching entries carry each tag, registry type, storage type
-//! and health status. Iterates the store exactly as [`Registry::query`] does (`scan` chunks, then
+//! and health status. Iterates the store exactly as [`Catalog::query`] does (`scan` chunks, then
 //! the exact `Filter::matches`), so a store's pushdown or tag index serves facets too, and stops at
 //! the same work bound as one query page: past it, `complete` is false and the counts cover the
 //! entries examined so far.
@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::entry::{ContainerRegistry, RegistryType, StorageType};
-use super::service::{MAX_SCANNED_PER_PAGE, Registry, SCAN_CHUNK, SCAN_CHUNK_BYTES};
+use super::{Catalog, Chunks, SCAN_CHUNK};
+use crate::domain::entry::{ContainerRegistry, RegistryType, StorageType};
+use crate::domain::plan::Plan;
 use crate::error::AppError;
 use crate::health::HealthStatus;
 use crate::query::{Fields, Filter};
-use crate::store::{Plan, ScanRequest};
 
 /// Most distinct tags one facet answer lists (the most frequent first). An entry may carry 100
 /// tags, so 20,000 entries could carry two million distinct ones: far beyond a useful answer or
@@ -211,13 +211,13 @@ pub fn storage_type_str(t: StorageType) -> &'static str {
     }
 }
 
-impl Registry {
+impl Catalog {
     /// Facet counts over every entry matching `filter`, within one query page's work bound.
     pub async fn facets(&self, filter: &Filter) -> Result<Arc<Facets>, AppError> {
         Ok(self.facets_with_age(filter).await?.0)
     }
 
-    /// [`Registry::facets`], and how old the answer is when it was kept from an earlier request
+    /// [`Catalog::facets`], and how old the answer is when it was kept from an earlier request
     /// (`None` when it was counted now).
     pub async fn facets_with_age(
         &self,
@@ -229,16 +229,15 @@ impl Registry {
         let cacheable = key.len() <= FACET_CACHE_MAX_KEY;
         // Noted before reading: a write that lands during the count makes this answer stale at
         // once, never the other way round.
-        let writes = self.writes();
-        let only_writer = self.store().only_writer();
-        if cacheable && let Some((facets, age)) = self.facet_cache().get(&key, writes, only_writer)
-        {
+        let writes = self.watched.writes();
+        let only_writer = self.store.only_writer();
+        if cacheable && let Some((facets, age)) = self.facet_cache.get(&key, writes, only_writer) {
             return Ok((facets, Some(age)));
         }
         let at = Instant::now();
         let facets = Arc::new(self.count_facets(filter).await?);
         if cacheable {
-            self.facet_cache().put(key, Arc::clone(&facets), writes, at);
+            self.facet_cache.put(key, Arc::clone(&facets), writes, at);
         }
         Ok((facets, None))
     }
@@ -247,26 +246,10 @@ impl Registry {
         let mut counter = FacetCounter::default();
         // `{}` matches everything: skip turning every entry into a document to evaluate it.
         let everything = matches!(filter, Filter::And(all) if all.is_empty());
-        let mut after: Option<String> = None;
-        let mut scanned = 0usize;
         // The same plan as a query: a tag filter reads only the entries carrying its tags.
-        let mut plan = Plan::for_filter(filter);
+        let mut chunks = Chunks::new(self.store.as_ref(), filter, Plan::for_filter(filter), None);
         let fields = Fields::of(filter);
-        loop {
-            let chunk = self
-                .store()
-                .scan(ScanRequest {
-                    filter,
-                    plan: &plan,
-                    after: after.as_deref(),
-                    max_entries: SCAN_CHUNK.min(MAX_SCANNED_PER_PAGE - scanned).max(1),
-                    max_bytes: SCAN_CHUNK_BYTES,
-                })
-                .await?;
-            if !chunk.used_index {
-                plan = Plan::Scan;
-            }
-            scanned += chunk.scanned;
+        while let Some(chunk) = chunks.next(SCAN_CHUNK).await? {
             for candidate in chunk.candidates {
                 // One parse per entry: typed when every candidate counts, else as a document to
                 // evaluate, turned into the entry only when it matches.
@@ -278,14 +261,9 @@ impl Registry {
                     }
                 }
             }
-            match chunk.last_key {
-                None => return Ok(counter.finish(scanned as u64, true)),
-                Some(_) if scanned >= MAX_SCANNED_PER_PAGE => {
-                    return Ok(counter.finish(scanned as u64, false));
-                }
-                Some(key) => after = Some(key),
-            }
         }
+        // Stopped by the work bound, not by the end of the plan: the counts say so.
+        Ok(counter.finish(chunks.scanned() as u64, chunks.finished()))
     }
 }
 
@@ -298,8 +276,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::catalog::MAX_SCANNED_PER_PAGE;
+    use crate::domain::store::StoredEntry;
+    use crate::domain::store::{ScanChunk, ScanRequest, Store, StoreError};
     use crate::health::{ProbeConfig, ProbeResult, Prober};
-    use crate::store::{ScanChunk, Store, StoreError, StoredEntry};
 
     /// Just enough of a store to hold 20,001 entries in memory: the work bound is about how many
     /// entries are examined, which no store-specific behaviour changes (the API tests cover both
@@ -371,7 +351,7 @@ mod tests {
         async fn set_health(&self, _: &str, _: &ProbeResult) -> Result<bool, StoreError> {
             Err(not_used())
         }
-        async fn reindex(&self) -> Result<crate::store::ReindexReport, StoreError> {
+        async fn reindex(&self) -> Result<crate::domain::store::ReindexReport, StoreError> {
             Err(not_used())
         }
         fn describe(&self) -> String {
@@ -379,7 +359,7 @@ mod tests {
         }
     }
 
-    async fn registry_with(n: usize) -> Registry {
+    async fn catalog_with(n: usize) -> Catalog {
         let store = MemStore::default();
         for i in 0..n {
             let e = ContainerRegistry::from_create(json!({
@@ -391,13 +371,13 @@ mod tests {
             .unwrap();
             store.insert(&e).await.unwrap();
         }
-        Registry::new(Arc::new(store), Prober::new(ProbeConfig::default()))
+        Catalog::new(Arc::new(store), Prober::new(ProbeConfig::default()))
     }
 
     #[tokio::test]
     async fn counts_are_complete_up_to_the_work_bound_and_say_so_past_it() {
         let all = Filter::parse(&json!({"container_registry_tags": "all"})).unwrap();
-        let at = registry_with(MAX_SCANNED_PER_PAGE).await;
+        let at = catalog_with(MAX_SCANNED_PER_PAGE).await;
         let f = at.facets(&all).await.unwrap();
         assert!(f.complete);
         assert_eq!(f.matched, MAX_SCANNED_PER_PAGE as u64);
@@ -416,7 +396,7 @@ mod tests {
             }]
         );
 
-        let past = registry_with(MAX_SCANNED_PER_PAGE + 1).await;
+        let past = catalog_with(MAX_SCANNED_PER_PAGE + 1).await;
         let f = past.facets(&all).await.unwrap();
         assert!(!f.complete);
         assert_eq!(f.scanned, MAX_SCANNED_PER_PAGE as u64);

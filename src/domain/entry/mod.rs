@@ -3,6 +3,8 @@
 //! client input are [`ContainerRegistry::from_create`] and [`ContainerRegistry::from_update`], which
 //! check every rule and say which field broke which one.
 
+pub mod size;
+
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -11,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::health::limits::MAX_URL_BYTES;
 use crate::health::{ProbeResult, parse_registry_url};
+use crate::query::type_name;
 
 pub const ID: &str = "container_registry_id";
 pub const NAME: &str = "container_registry_name";
@@ -41,7 +44,7 @@ pub const MANAGED_FIELDS: [&str; 4] = [CREATED_AT, UPDATED_AT, VERSION, HEALTH];
 
 /// Limits. The size of a whole entry is bounded in `size` (as JSON and as a DynamoDB item, with room
 /// for its health record), so an entry the embedded store accepts is one DynamoDB accepts too.
-pub use super::size::MAX_ENTRY_BYTES;
+pub use self::size::MAX_ENTRY_BYTES;
 pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_NAME_CHARS: usize = 256;
 /// The public URL in bytes (it is ASCII once normalized), as the probe reads it too; also the image
@@ -55,33 +58,8 @@ pub const MAX_TAG_CHARS: usize = 64;
 pub const MAX_NESTING: usize = 16;
 pub const MAX_KEY_CHARS: usize = 255;
 
-/// A rule an entry broke: which field, and why, in words.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct ValidationError {
-    pub field: String,
-    pub message: String,
-    /// The stable code of the 400: `invalid_entry`, or `entry_too_large` past the size limit.
-    pub code: &'static str,
-}
-
-impl ValidationError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ValidationError {
-            field: field.into(),
-            message: message.into(),
-            code: "invalid_entry",
-        }
-    }
-
-    /// The entry as a whole is over the size limit (see `domain::size`).
-    pub fn too_large(message: impl Into<String>) -> Self {
-        ValidationError {
-            code: "entry_too_large",
-            ..ValidationError::new("entry", message)
-        }
-    }
-}
+/// Defined beside the service's error type, whose `Invalid` case carries it.
+pub use crate::error::ValidationError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -301,24 +279,13 @@ impl ClientFields {
             container_registry_version: version,
             container_registry_health: health,
         };
-        super::size::check(&entry.to_json())?;
+        self::size::check(&entry.to_json())?;
         Ok(entry)
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn type_error(field: &str, expected: &str, got: &Value) -> ValidationError {
-    ValidationError::new(field, format!("must be {expected}, not {}", kind_of(got)))
+    ValidationError::new(field, format!("must be {expected}, not {}", type_name(got)))
 }
 
 fn parse_id(v: Option<Value>) -> Result<String, ValidationError> {
@@ -449,7 +416,7 @@ fn parse_tags(v: Option<Value>) -> Result<Vec<String>, ValidationError> {
                 TAGS,
                 format!(
                     "must be an array of strings; element {i} is {}",
-                    kind_of(&item)
+                    type_name(&item)
                 ),
             ));
         };
@@ -568,7 +535,7 @@ mod tests {
 
     /// The seed's example entry, the same file the README's curl sends.
     pub(crate) fn seed() -> Value {
-        serde_json::from_str(include_str!("../../docs/seed-entry.json")).unwrap()
+        serde_json::from_str(include_str!("../../../docs/seed-entry.json")).unwrap()
     }
 
     fn field_of(body: Value) -> String {

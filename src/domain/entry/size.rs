@@ -15,7 +15,8 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::entry::{HEALTH, ValidationError};
+use super::HEALTH;
+use crate::error::ValidationError;
 use crate::health::limits::MAX_HEALTH_BYTES;
 
 /// An entry as JSON, health record included, is at most this many bytes.
