@@ -1,7 +1,7 @@
 //! Router-level tests of every endpoint, success and failure paths, each run against both stores:
 //! the embedded store in a temp folder and DynamoDB on dynalite.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 

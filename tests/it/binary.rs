@@ -1,7 +1,7 @@
 //! The real `registry-db serve` binary on port 0, driven over HTTP on loopback with the seed's JSON
 //! and curl commands' requests, including restarts that show persistence (also after `kill -9`).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

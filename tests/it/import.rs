@@ -3,7 +3,7 @@
 //! dates), into both stores: what lands, what is refused and why, the summary, the exit code, and
 //! that a re-run changes nothing.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! (dynalite over HTTPS, through the SDK's HTTP client on reqwest) and for health probes alike, and
 //! does not start without any.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -97,7 +97,7 @@ fn pki(dir: &Path) -> Pki {
 /// dynalite over HTTPS with this certificate: its endpoint URL.
 fn dynalite_https(pki: &Pki) -> (String, Killed) {
     let mut child = Command::new("node")
-        .arg(format!("{ROOT}/tests/support/dynalite.js"))
+        .arg(format!("{ROOT}/tests/it/support/dynalite.js"))
         .env("DYNALITE_TLS_KEY", &pki.key)
         .env("DYNALITE_TLS_CERT", &pki.cert)
         .stdin(Stdio::piped())

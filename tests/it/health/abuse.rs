@@ -5,7 +5,7 @@
 //!
 //!     unshare -n bash -c 'ip link set lo up && exec cargo test --offline --test health_abuse'
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

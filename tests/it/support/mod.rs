@@ -8,6 +8,8 @@
 //! A component that cannot start makes the test fail with a message saying how to install it.
 #![allow(dead_code)]
 
+pub mod oci_registry;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +44,7 @@ static DYNALITE: OnceLock<Dynalite> = OnceLock::new();
 pub fn dynalite() -> String {
     DYNALITE
         .get_or_init(|| {
-            let script = format!("{ROOT}/tests/support/dynalite.js");
+            let script = format!("{ROOT}/tests/it/support/dynalite.js");
             let mut child = Command::new("node")
                 .arg(&script)
                 .stdin(Stdio::piped())

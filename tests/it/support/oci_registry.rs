@@ -1,8 +1,6 @@
 //! A real OCI registry for tests: Debian's `docker-registry` (distribution 2.8) on a free 127.0.0.1
 //! port, with a generated config and storage in a temporary directory, killed on drop.
 //!
-//! Include it with `#[path = "support/oci_registry.rs"] mod oci_registry;`.
-//!
 //! ```ignore
 //! let open = OciRegistry::start(Mode::Open);            // GET /v2/ -> 200 {}
 //! let basic = OciRegistry::start(Mode::htpasswd());     // 401 Basic realm="..."

@@ -2,7 +2,7 @@
 //! the search as a plain GET form (what a browser without JavaScript does), escaping, headers,
 //! paging, errors and the size budget. `web_browser.rs` drives the same page in chromium.
 
-mod support;
+use crate::support;
 
 use axum::Router;
 use axum::body::Body;

@@ -7,9 +7,8 @@
 //!
 //!     unshare -n bash -c 'ip link set lo up && exec cargo test --offline --test health_probe'
 
-#[path = "support/oci_registry.rs"]
-mod oci_registry;
-mod support;
+use crate::support;
+use crate::support::oci_registry;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -497,7 +496,10 @@ async fn proxy_settings_are_ignored() {
     })
     .await;
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap());
-    child.args(["--exact", "proxy_settings_are_ignored", "--test-threads=1"]);
+    // The test's name in this binary: its module path without the crate's name.
+    let (_, module) = module_path!().split_once("::").unwrap();
+    let name = format!("{module}::proxy_settings_are_ignored");
+    child.args(["--exact", &name, "--test-threads=1"]);
     for var in [
         "HTTP_PROXY",
         "http_proxy",
