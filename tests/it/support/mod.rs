@@ -6,7 +6,6 @@
 //!   router test runs against both.
 //!
 //! A component that cannot start makes the test fail with a message saying how to install it.
-#![allow(dead_code)]
 
 pub mod oci_registry;
 
