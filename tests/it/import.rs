@@ -17,9 +17,7 @@ use registry_db::store::dynamodb::filter::TranslateOptions;
 use registry_db::store::dynamodb::{DynamoStore, default_tag_table};
 use registry_db::store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
-use support::ROOT;
-
-const SEED_ID: &str = "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509";
+use support::{ROOT, SEED_ID};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(format!("{ROOT}/tests/fixtures/{name}"))

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use support::{ROOT, start_server};
+use serde_json::json;
+use support::{ROOT, send, start_server};
 
 /// A child process killed (and reaped) on drop.
 struct Killed(Child);
@@ -150,23 +150,6 @@ fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
     ]
-}
-
-async fn send(
-    client: &reqwest::Client,
-    method: &str,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client.request(method.parse().unwrap(), url);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("request to the local server");
-    (
-        resp.status().as_u16(),
-        resp.json().await.expect("JSON body"),
-    )
 }
 
 #[tokio::test]
