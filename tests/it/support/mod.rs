@@ -8,6 +8,7 @@
 //! A component that cannot start makes the test fail with a message saying how to install it.
 
 pub mod oci_registry;
+pub mod servers;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
