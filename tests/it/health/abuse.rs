@@ -3,7 +3,7 @@
 //! more probes than the service runs at once. Every registry here is a real HTTP server on 127.0.0.1
 //! that counts what reaches it.
 //!
-//!     unshare -n bash -c 'ip link set lo up && exec cargo test --offline --test health_abuse'
+//!     unshare -n bash -c 'ip link set lo up && exec cargo test --offline --test it health::abuse::'
 
 use crate::support::{self, call_full};
 
