@@ -5,7 +5,7 @@
 //!
 //!     unshare -n bash -c 'ip link set lo up && exec cargo test --offline --test it health::abuse::'
 
-use crate::support::{self, call_full};
+use crate::support::{self, call_full, loopback_config};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,14 +100,6 @@ fn app_with(store: Arc<dyn Store>, cfg: ProbeConfig, checks: CheckPolicy) -> Rou
     })
 }
 
-fn loopback(timeout_ms: u64) -> ProbeConfig {
-    ProbeConfig {
-        timeout: Duration::from_millis(timeout_ms),
-        allow_loopback: true,
-        ..ProbeConfig::default()
-    }
-}
-
 fn cooldown(secs: u64) -> CheckPolicy {
     CheckPolicy {
         cooldown: Duration::from_secs(secs),
@@ -145,7 +137,7 @@ async fn thirty_concurrent_checks_of_one_entry_make_one_probe() {
     let registry = registryish(Duration::from_millis(300), registry_ok()).await;
     for s in support::stores().await {
         // no cooldown: only the single flight keeps this to one probe
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(0));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(0));
         create(&app, "flooded", &registry.url).await;
         let before = registry.requests();
         let checks: Vec<_> = (0..30)
@@ -175,7 +167,7 @@ async fn thirty_concurrent_checks_of_one_entry_make_one_probe() {
 async fn within_the_cooldown_a_check_answers_the_stored_result() {
     let registry = registryish(Duration::ZERO, registry_ok()).await;
     for s in support::stores().await {
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(30));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(30));
         create(&app, "calm", &registry.url).await;
         let before = registry.requests();
         let (status, headers, first) = check(&app, "calm").await;
@@ -216,7 +208,7 @@ async fn a_failed_probe_is_cached_too_and_the_cooldown_expires() {
     for s in support::stores().await {
         let app = app_with(
             s.store.clone(),
-            loopback(3000),
+            loopback_config(3000),
             CheckPolicy {
                 cooldown: Duration::from_millis(1000),
                 ..CheckPolicy::default()
@@ -244,7 +236,7 @@ async fn when_every_probe_slot_is_taken_a_check_is_429_with_retry_after() {
     for s in support::stores().await {
         let cfg = ProbeConfig {
             max_in_flight: 1,
-            ..loopback(4000)
+            ..loopback_config(4000)
         };
         let app = app_with(
             s.store.clone(),
@@ -288,7 +280,7 @@ async fn when_every_probe_slot_is_taken_a_check_is_429_with_retry_after() {
 async fn a_request_from_a_probe_never_starts_a_probe() {
     let registry = registryish(Duration::ZERO, registry_ok()).await;
     for s in support::stores().await {
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(0));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(0));
         create(&app, "looped", &registry.url).await;
         let (status, _, body) = call_full(
             &app,
@@ -445,7 +437,7 @@ async fn huge_headers_leave_a_small_record_and_the_owner_in_control() {
     )
     .await;
     for s in support::stores().await {
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(0));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(0));
         for (id, url, status) in [
             ("auth", &huge_auth.url, StatusCode::OK),
             ("moved", &huge_location.url, StatusCode::BAD_GATEWAY),
@@ -510,7 +502,7 @@ async fn an_entry_at_the_size_limit_still_takes_the_largest_health_record() {
     )
     .await;
     for s in support::stores().await {
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(0));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(0));
         create(&app, "full", &huge.url).await;
         // Grow the entry to exactly the limit, in bodies under the 256 KiB request limit.
         let size_now = |v: &Value| {

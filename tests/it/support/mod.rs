@@ -143,12 +143,17 @@ pub async fn stores() -> Vec<TestStore> {
     ]
 }
 
-pub fn loopback_prober(timeout_ms: u64) -> Prober {
-    Prober::new(ProbeConfig {
+/// Probe settings that let a probe reach 127.0.0.1, where every test's registry runs.
+pub fn loopback_config(timeout_ms: u64) -> ProbeConfig {
+    ProbeConfig {
         timeout: std::time::Duration::from_millis(timeout_ms),
         allow_loopback: true,
         ..ProbeConfig::default()
-    })
+    }
+}
+
+pub fn loopback_prober(timeout_ms: u64) -> Prober {
+    Prober::new(loopback_config(timeout_ms))
 }
 
 pub fn app(store: Arc<dyn Store>, write_token: Option<&str>) -> Router {

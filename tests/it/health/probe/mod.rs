@@ -7,7 +7,7 @@
 //!
 //!     unshare -n bash -c 'ip link set lo up && exec cargo test --offline --test it health::probe::'
 
-use crate::support;
+use crate::support::{self, loopback_config};
 
 use std::time::Duration;
 
@@ -20,14 +20,6 @@ mod politeness;
 mod registry;
 mod ssrf;
 mod sweeps;
-
-fn loopback_config(timeout_ms: u64) -> ProbeConfig {
-    ProbeConfig {
-        timeout: Duration::from_millis(timeout_ms),
-        allow_loopback: true,
-        ..ProbeConfig::default()
-    }
-}
 
 fn strict_config(timeout_ms: u64) -> ProbeConfig {
     ProbeConfig {
