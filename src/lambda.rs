@@ -37,7 +37,7 @@ pub async fn handle(
     })?;
     // `Adapter` is what `lambda_http::run` itself uses to turn the router's response into the
     // response shape of the event's origin (HTTP API, REST API, ALB). It is public but hidden
-    // from the docs; Cargo.lock pins it and tests/lambda_events.rs fails if it changes.
+    // from the docs; Cargo.lock pins it and tests/it/lambda/events.rs fails if it changes.
     let mut adapter = Adapter::from(router.clone());
     let response = adapter.call(LambdaEvent::new(request, context)).await?;
     Ok(serde_json::to_value(response)?)

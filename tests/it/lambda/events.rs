@@ -2,7 +2,7 @@
 //! them: `lambda_http::request::from_str` then the router, and the whole Lambda handler (which also
 //! takes the scheduled events and runs a sweep). The store is DynamoDB on dynalite, as in Lambda.
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use http_body_util::BodyExt;

@@ -2,7 +2,7 @@
 // prints the port on stdout, and exits when its stdin closes, i.e. when the test process that
 // started it ends, however it ends.
 const path = require('path');
-const dynalite = require(path.join(__dirname, '..', '..', 'node_modules', 'dynalite'));
+const dynalite = require(path.join(__dirname, '..', '..', '..', 'node_modules', 'dynalite'));
 
 // HTTPS with the key and certificate in DYNALITE_TLS_KEY and DYNALITE_TLS_CERT when both are set.
 const fs = require('fs');

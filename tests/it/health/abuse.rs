@@ -3,18 +3,16 @@
 //! more probes than the service runs at once. Every registry here is a real HTTP server on 127.0.0.1
 //! that counts what reaches it.
 //!
-//!     unshare -n bash -c 'ip link set lo up && exec cargo test --offline --test health_abuse'
+//!     unshare -n bash -c 'ip link set lo up && exec cargo test --offline --test it health::abuse::'
 
-mod support;
+use crate::support::{self, call_full, loopback_config};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{HeaderMap, StatusCode};
 use registry_db::domain::catalog::{Catalog, CheckPolicy};
 use registry_db::health::limits::MAX_HEALTH_BYTES;
 use registry_db::health::{ProbeConfig, Prober, USER_AGENT};
@@ -24,7 +22,6 @@ use registry_db::store::Store;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers
@@ -104,14 +101,6 @@ fn app_with(store: Arc<dyn Store>, cfg: ProbeConfig, checks: CheckPolicy) -> Rou
     })
 }
 
-fn loopback(timeout_ms: u64) -> ProbeConfig {
-    ProbeConfig {
-        timeout: Duration::from_millis(timeout_ms),
-        allow_loopback: true,
-        ..ProbeConfig::default()
-    }
-}
-
 fn cooldown(secs: u64) -> CheckPolicy {
     CheckPolicy {
         cooldown: Duration::from_secs(secs),
@@ -119,38 +108,14 @@ fn cooldown(secs: u64) -> CheckPolicy {
     }
 }
 
-/// One request through the router: status, headers and the JSON body.
-async fn send(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> (StatusCode, HeaderMap, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let response = app.clone().oneshot(req).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("{uri}: not JSON: {}", String::from_utf8_lossy(&bytes)));
-    (status, headers, json)
-}
-
 async fn create(app: &Router, id: &str, url: &str) {
     let body = json!({"container_registry_id": id, "container_registry_name": id, "container_registry_public_url": url});
-    let (status, _, body) = send(app, "POST", "/container_registry", Some(body), &[]).await;
+    let (status, _, body) = call_full(app, "POST", "/container_registry", Some(body), &[]).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 async fn check(app: &Router, id: &str) -> (StatusCode, HeaderMap, Value) {
-    send(
+    call_full(
         app,
         "GET",
         &format!("/check_container_health/{id}"),
@@ -173,7 +138,7 @@ async fn thirty_concurrent_checks_of_one_entry_make_one_probe() {
     let registry = registryish(Duration::from_millis(300), registry_ok()).await;
     for s in support::stores().await {
         // no cooldown: only the single flight keeps this to one probe
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(0));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(0));
         create(&app, "flooded", &registry.url).await;
         let before = registry.requests();
         let checks: Vec<_> = (0..30)
@@ -203,7 +168,7 @@ async fn thirty_concurrent_checks_of_one_entry_make_one_probe() {
 async fn within_the_cooldown_a_check_answers_the_stored_result() {
     let registry = registryish(Duration::ZERO, registry_ok()).await;
     for s in support::stores().await {
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(30));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(30));
         create(&app, "calm", &registry.url).await;
         let before = registry.requests();
         let (status, headers, first) = check(&app, "calm").await;
@@ -222,7 +187,7 @@ async fn within_the_cooldown_a_check_answers_the_stored_result() {
         assert!((1..30).contains(&age), "{}: Age {age}", s.name);
 
         // a new URL is a new question: probed at once
-        let (status, _, _) = send(
+        let (status, _, _) = call_full(
             &app,
             "PUT",
             "/container_registry/calm",
@@ -244,7 +209,7 @@ async fn a_failed_probe_is_cached_too_and_the_cooldown_expires() {
     for s in support::stores().await {
         let app = app_with(
             s.store.clone(),
-            loopback(3000),
+            loopback_config(3000),
             CheckPolicy {
                 cooldown: Duration::from_millis(1000),
                 ..CheckPolicy::default()
@@ -272,7 +237,7 @@ async fn when_every_probe_slot_is_taken_a_check_is_429_with_retry_after() {
     for s in support::stores().await {
         let cfg = ProbeConfig {
             max_in_flight: 1,
-            ..loopback(4000)
+            ..loopback_config(4000)
         };
         let app = app_with(
             s.store.clone(),
@@ -316,9 +281,9 @@ async fn when_every_probe_slot_is_taken_a_check_is_429_with_retry_after() {
 async fn a_request_from_a_probe_never_starts_a_probe() {
     let registry = registryish(Duration::ZERO, registry_ok()).await;
     for s in support::stores().await {
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(0));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(0));
         create(&app, "looped", &registry.url).await;
-        let (status, _, body) = send(
+        let (status, _, body) = call_full(
             &app,
             "GET",
             "/check_container_health/looped",
@@ -329,7 +294,7 @@ async fn a_request_from_a_probe_never_starts_a_probe() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{}: {body}", s.name);
         assert_eq!(body["code"], "probe_loop");
         // another version of this service is refused too
-        let (status, _, _) = send(
+        let (status, _, _) = call_full(
             &app,
             "GET",
             "/check_container_health/looped",
@@ -473,7 +438,7 @@ async fn huge_headers_leave_a_small_record_and_the_owner_in_control() {
     )
     .await;
     for s in support::stores().await {
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(0));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(0));
         for (id, url, status) in [
             ("auth", &huge_auth.url, StatusCode::OK),
             ("moved", &huge_location.url, StatusCode::BAD_GATEWAY),
@@ -496,7 +461,7 @@ async fn huge_headers_leave_a_small_record_and_the_owner_in_control() {
             );
             assert_eq!(stored, body["data"], "{}", s.name);
             // the owner's updates keep working, plain and read-modify-write alike
-            let (code, _, updated) = send(
+            let (code, _, updated) = call_full(
                 &app,
                 "PUT",
                 &format!("/container_registry/{id}"),
@@ -506,10 +471,10 @@ async fn huge_headers_leave_a_small_record_and_the_owner_in_control() {
             .await;
             assert_eq!(code, StatusCode::OK, "{}: {updated}", s.name);
             let (_, _, read) =
-                send(&app, "GET", &format!("/container_registry/{id}"), None, &[]).await;
+                call_full(&app, "GET", &format!("/container_registry/{id}"), None, &[]).await;
             let mut whole = read["data"].clone();
             whole["container_registry_tags"] = json!(["edited"]);
-            let (code, _, updated) = send(
+            let (code, _, updated) = call_full(
                 &app,
                 "PUT",
                 &format!("/container_registry/{id}"),
@@ -538,7 +503,7 @@ async fn an_entry_at_the_size_limit_still_takes_the_largest_health_record() {
     )
     .await;
     for s in support::stores().await {
-        let app = app_with(s.store.clone(), loopback(3000), cooldown(0));
+        let app = app_with(s.store.clone(), loopback_config(3000), cooldown(0));
         create(&app, "full", &huge.url).await;
         // Grow the entry to exactly the limit, in bodies under the 256 KiB request limit.
         let size_now = |v: &Value| {
@@ -548,11 +513,11 @@ async fn an_entry_at_the_size_limit_still_takes_the_largest_health_record() {
                 .remove("container_registry_health");
             serde_json::to_vec(&doc).unwrap().len()
         };
-        let (_, _, got) = send(&app, "GET", "/container_registry/full", None, &[]).await;
+        let (_, _, got) = call_full(&app, "GET", "/container_registry/full", None, &[]).await;
         let mut size = size_now(&got["data"]);
         for part in ["a", "b"] {
             let grow = ((MAX_CLIENT_JSON_BYTES - size) / 2).min(200 * 1024);
-            let (code, _, body) = send(
+            let (code, _, body) = call_full(
                 &app,
                 "PUT",
                 "/container_registry/full",
@@ -565,7 +530,7 @@ async fn an_entry_at_the_size_limit_still_takes_the_largest_health_record() {
         }
         // the version's digits may grow by one: leave that byte
         let rest = MAX_CLIENT_JSON_BYTES - size - 1 - r#","c":"""#.len();
-        let (code, _, body) = send(
+        let (code, _, body) = call_full(
             &app,
             "PUT",
             "/container_registry/full",
@@ -576,7 +541,7 @@ async fn an_entry_at_the_size_limit_still_takes_the_largest_health_record() {
         assert_eq!(code, StatusCode::OK, "{}: {}", s.name, body["error"]);
         assert!(size_now(&body["data"]["entry"]) >= MAX_CLIENT_JSON_BYTES - 1);
         // one byte more is refused, as too large, naming the limit
-        let (code, _, body) = send(
+        let (code, _, body) = call_full(
             &app,
             "PUT",
             "/container_registry/full",
@@ -589,7 +554,7 @@ async fn an_entry_at_the_size_limit_still_takes_the_largest_health_record() {
         // the probe's largest record still fits, on DynamoDB too...
         let (code, _, body) = check(&app, "full").await;
         assert_eq!(code, StatusCode::OK, "{}: {body}", s.name);
-        let (_, _, got) = send(&app, "GET", "/container_registry/full", None, &[]).await;
+        let (_, _, got) = call_full(&app, "GET", "/container_registry/full", None, &[]).await;
         assert_eq!(
             got["data"]["container_registry_health"], body["data"],
             "{}",
@@ -600,7 +565,7 @@ async fn an_entry_at_the_size_limit_still_takes_the_largest_health_record() {
                 <= registry_db::domain::size::MAX_ENTRY_BYTES
         );
         // ...and the owner can still update the entry
-        let (code, _, body) = send(
+        let (code, _, body) = call_full(
             &app,
             "PUT",
             "/container_registry/full",

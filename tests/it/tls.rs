@@ -3,7 +3,7 @@
 //! (dynalite over HTTPS, through the SDK's HTTP client on reqwest) and for health probes alike, and
 //! does not start without any.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use support::{ROOT, start_server};
+use serde_json::json;
+use support::{ROOT, send, start_server};
 
 /// A child process killed (and reaped) on drop.
 struct Killed(Child);
@@ -97,7 +97,7 @@ fn pki(dir: &Path) -> Pki {
 /// dynalite over HTTPS with this certificate: its endpoint URL.
 fn dynalite_https(pki: &Pki) -> (String, Killed) {
     let mut child = Command::new("node")
-        .arg(format!("{ROOT}/tests/support/dynalite.js"))
+        .arg(format!("{ROOT}/tests/it/support/dynalite.js"))
         .env("DYNALITE_TLS_KEY", &pki.key)
         .env("DYNALITE_TLS_CERT", &pki.cert)
         .stdin(Stdio::piped())
@@ -150,23 +150,6 @@ fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
     ]
-}
-
-async fn send(
-    client: &reqwest::Client,
-    method: &str,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client.request(method.parse().unwrap(), url);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("request to the local server");
-    (
-        resp.status().as_u16(),
-        resp.json().await.expect("JSON body"),
-    )
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! parsed), queried with filters that parse every one of them, on the real server. A query holds one
 //! byte-bounded chunk of stored text, one parsed entry at a time and the page it fills.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 

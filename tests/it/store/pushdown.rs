@@ -1,7 +1,7 @@
 //! What pushing a filter down to DynamoDB saves: items DynamoDB returns against items it scans, for
 //! a selective filter over a few thousand entries on dynalite. The README quotes this test's output.
 
-mod support;
+use crate::support;
 
 use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;

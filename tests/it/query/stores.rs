@@ -5,7 +5,7 @@
 //! are generated often, so indexed plans (and the index's merge of unions and intersections) are
 //! checked as thoroughly as scans.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

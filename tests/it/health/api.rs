@@ -2,9 +2,8 @@
 //! `docker-registry`) and other servers on loopback, on both stores; the verdict stored on the entry
 //! and queryable; `registry-db sweep` and `serve --sweep-every` with the real binary.
 
-#[path = "support/oci_registry.rs"]
-mod oci_registry;
-mod support;
+use crate::support;
+use crate::support::oci_registry;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

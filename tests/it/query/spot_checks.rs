@@ -1,6 +1,6 @@
 //! A second engineer's spot checks of the filter semantics, written from MongoDB's manual
 //! (query operators, "Query an Array", "Query on Embedded/Nested Documents"), independent of
-//! the table in `query_semantics.rs`.
+//! the table in `query::semantics`.
 
 use registry_db::query::Filter;
 use serde_json::{Value, json};

@@ -12,9 +12,8 @@
 //! installs them. Chromium would try to reach the internet, so this runs only inside the
 //! loopback-only namespace.
 
-#[path = "support/oci_registry.rs"]
-mod oci_registry;
-mod support;
+use crate::support;
+use crate::support::oci_registry;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,15 +1,13 @@
 //! Router-level tests of every endpoint, success and failure paths, each run against both stores:
 //! the embedded store in a temp folder and DynamoDB on dynalite.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use support::{app, call, call_with, entry, seed_entry, stores};
-
-const SEED_ID: &str = "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509";
+use support::{SEED_ID, app, call, call_with, entry, seed_entry, stores};
 
 #[tokio::test]
 async fn create_then_get_returns_the_seed_entry_with_managed_fields() {

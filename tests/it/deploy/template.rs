@@ -2,7 +2,7 @@
 //! which is generated from the same route definitions as the router), with IAM auth on writes and
 //! none on reads, and its tables have the key schemas the DynamoDB store uses.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

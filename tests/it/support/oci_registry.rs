@@ -1,8 +1,6 @@
 //! A real OCI registry for tests: Debian's `docker-registry` (distribution 2.8) on a free 127.0.0.1
 //! port, with a generated config and storage in a temporary directory, killed on drop.
 //!
-//! Include it with `#[path = "support/oci_registry.rs"] mod oci_registry;`.
-//!
 //! ```ignore
 //! let open = OciRegistry::start(Mode::Open);            // GET /v2/ -> 200 {}
 //! let basic = OciRegistry::start(Mode::htpasswd());     // 401 Basic realm="..."
@@ -12,7 +10,6 @@
 //!
 //! When a tool is missing the helper panics with the command that installs it: a test that needs a
 //! real registry fails loudly rather than skipping.
-#![allow(dead_code)]
 
 use std::fs;
 use std::io::Read;
@@ -63,15 +60,8 @@ impl Mode {
 
 /// A running `docker-registry`. Killed (and its directory removed) on drop.
 pub struct OciRegistry {
-    /// 127.0.0.1:PORT
-    pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`: the public URL to give the service.
     pub url: String,
-    pub mode: Mode,
-    /// For token mode: the PEM private key whose certificate the registry trusts, to sign tokens.
-    pub token_key: Option<PathBuf>,
-    /// For token mode: that certificate.
-    pub token_cert: Option<PathBuf>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -89,7 +79,7 @@ impl OciRegistry {
         // A port picked by binding :0 can be taken by someone else before the registry binds it; try again then.
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start(&bin, mode.clone()) {
+            match Self::try_start(&bin, &mode) {
                 Ok(registry) => return registry,
                 Err(e) => last_error = e,
             }
@@ -97,7 +87,7 @@ impl OciRegistry {
         panic!("docker-registry did not start: {last_error}");
     }
 
-    fn try_start(bin: &str, mode: Mode) -> Result<OciRegistry, String> {
+    fn try_start(bin: &str, mode: &Mode) -> Result<OciRegistry, String> {
         let dir = tempfile::Builder::new()
             .prefix("oci-registry-")
             .tempdir()
@@ -105,10 +95,7 @@ impl OciRegistry {
         let addr = free_port();
         let storage = dir.path().join("storage");
         fs::create_dir_all(&storage).map_err(|e| e.to_string())?;
-
-        let mut token_key = None;
-        let mut token_cert = None;
-        let auth = match &mode {
+        let auth = match mode {
             Mode::Open => String::new(),
             Mode::Htpasswd {
                 realm,
@@ -128,9 +115,7 @@ impl OciRegistry {
                 service,
                 issuer,
             } => {
-                let (key, cert) = self_signed_cert(dir.path(), issuer);
-                token_key = Some(key);
-                token_cert = Some(cert.clone());
+                let (_, cert) = self_signed_cert(dir.path(), issuer);
                 format!(
                     "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
                     yaml_str(realm),
@@ -190,19 +175,10 @@ impl OciRegistry {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(OciRegistry {
-            addr,
             url: format!("http://{addr}"),
-            mode,
-            token_key,
-            token_cert,
             child,
             dir,
         })
-    }
-
-    /// The registry's temporary directory (config.yml, storage/, registry.log, auth files).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// What the registry has logged so far.

@@ -2,7 +2,7 @@
 //! (`cargo lambda watch --only-lambda-apis` on loopback), store on dynalite, driven by the sample
 //! events with `cargo lambda invoke --data-file`.
 
-mod support;
+use crate::support;
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};

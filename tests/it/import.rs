@@ -3,7 +3,7 @@
 //! dates), into both stores: what lands, what is refused and why, the summary, the exit code, and
 //! that a re-run changes nothing.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,9 +17,7 @@ use registry_db::store::dynamodb::filter::TranslateOptions;
 use registry_db::store::dynamodb::{DynamoStore, default_tag_table};
 use registry_db::store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
-use support::ROOT;
-
-const SEED_ID: &str = "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509";
+use support::{ROOT, SEED_ID};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(format!("{ROOT}/tests/fixtures/{name}"))

@@ -2,7 +2,7 @@
 //! what the store read), the index follows every write, paging stays exact while tags change, and a
 //! store that predates the index is still answered exactly, then indexed by `reindex`.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -1,32 +1,12 @@
 //! The real `registry-db serve` binary on port 0, driven over HTTP on loopback with the seed's JSON
 //! and curl commands' requests, including restarts that show persistence (also after `kill -9`).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{seed_entry, start_server as start};
-
-const SEED_ID: &str = "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509";
-
-async fn send(
-    client: &reqwest::Client,
-    method: &str,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client.request(method.parse().unwrap(), url);
-    if let Some(body) = body {
-        // As the seed's curl: -H "Content-Type: application/json" -d @entry.json
-        req = req
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let resp = req.send().await.expect("request to the local server");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("JSON body"))
-}
+use support::{SEED_ID, seed_entry, send, start_server as start};
 
 #[tokio::test]
 async fn seed_walkthrough_and_persistence_across_restart_and_kill_9() {

@@ -1,8 +1,8 @@
 //! The discovery page and the facets endpoint through the router, on both stores: facet counts,
 //! the search as a plain GET form (what a browser without JavaScript does), escaping, headers,
-//! paging, errors and the size budget. `web_browser.rs` drives the same page in chromium.
+//! paging, errors and the size budget. `web::browser` drives the same page in chromium.
 
-mod support;
+use crate::support;
 
 use axum::Router;
 use axum::body::Body;

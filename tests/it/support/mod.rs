@@ -6,7 +6,9 @@
 //!   router test runs against both.
 //!
 //! A component that cannot start makes the test fail with a message saying how to install it.
-#![allow(dead_code)]
+
+pub mod oci_registry;
+pub mod servers;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use registry_db::domain::catalog::Catalog;
 use registry_db::health::{ProbeConfig, Prober};
@@ -43,7 +45,7 @@ static DYNALITE: OnceLock<Dynalite> = OnceLock::new();
 pub fn dynalite() -> String {
     DYNALITE
         .get_or_init(|| {
-            let script = format!("{ROOT}/tests/support/dynalite.js");
+            let script = format!("{ROOT}/tests/it/support/dynalite.js");
             let mut child = Command::new("node")
                 .arg(&script)
                 .stdin(Stdio::piped())
@@ -142,12 +144,17 @@ pub async fn stores() -> Vec<TestStore> {
     ]
 }
 
-pub fn loopback_prober(timeout_ms: u64) -> Prober {
-    Prober::new(ProbeConfig {
+/// Probe settings that let a probe reach 127.0.0.1, where every test's registry runs.
+pub fn loopback_config(timeout_ms: u64) -> ProbeConfig {
+    ProbeConfig {
         timeout: std::time::Duration::from_millis(timeout_ms),
         allow_loopback: true,
         ..ProbeConfig::default()
-    })
+    }
+}
+
+pub fn loopback_prober(timeout_ms: u64) -> Prober {
+    Prober::new(loopback_config(timeout_ms))
 }
 
 pub fn app(store: Arc<dyn Store>, write_token: Option<&str>) -> Router {
@@ -168,6 +175,7 @@ pub async fn call(
     call_with(app, method, uri, body.map(|b| b.to_string()), &[]).await
 }
 
+/// [`call`] with a raw body (which need not be JSON) and request headers.
 pub async fn call_with(
     app: &Router,
     method: &str,
@@ -175,6 +183,28 @@ pub async fn call_with(
     body: Option<String>,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Value) {
+    let (status, _, json) = exchange(app, method, uri, body, headers).await;
+    (status, json)
+}
+
+/// [`call`] with request headers, returning the answer's headers too.
+pub async fn call_full(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
+    exchange(app, method, uri, body.map(|b| b.to_string()), headers).await
+}
+
+async fn exchange(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -184,6 +214,7 @@ pub async fn call_with(
         .unwrap();
     let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
         panic!(
@@ -191,8 +222,30 @@ pub async fn call_with(
             String::from_utf8_lossy(&bytes)
         )
     });
-    (status, json)
+    (status, headers, json)
 }
+
+/// Sends one request to a running server over HTTP and returns status and JSON body.
+pub async fn send(
+    client: &reqwest::Client,
+    method: &str,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client.request(method.parse().unwrap(), url);
+    if let Some(body) = body {
+        // As the seed's curl: -H "Content-Type: application/json" -d @entry.json
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let resp = req.send().await.expect("request to the local server");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+/// The id of the seed's example entry (docs/seed-entry.json).
+pub const SEED_ID: &str = "b3c38f52-8f2e-43a3-9aa9-bd9a4c75e509";
 
 /// The seed's example entry, verbatim: the file the README's curl commands send.
 pub fn seed_entry() -> Value {

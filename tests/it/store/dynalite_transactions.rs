@@ -7,7 +7,7 @@
 //! nothing, per-action cancellation reasons in order, the 100-action limit, one action per item,
 //! validation as for the single-item calls, and isolation between concurrent transactions.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
