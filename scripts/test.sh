@@ -24,7 +24,7 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 
 if [ "$install" = 1 ]; then
-  step "system packages (docker-registry, htpasswd, openssl, iproute2, chromium and its driver)"
+  step "system packages (docker-registry, htpasswd, openssl, iproute2, chromium and its driver, promtool)"
   missing=()
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
@@ -35,6 +35,8 @@ if [ "$install" = 1 ]; then
   # The discovery page's browser tests drive Debian's chromium over WebDriver.
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  # promtool checks the server's /metrics (tests/it/ops/metrics.rs).
+  command -v promtool >/dev/null || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

@@ -116,10 +116,34 @@ pub struct ServeArgs {
     /// Sweep every entry's health this often, in seconds (off when absent).
     #[arg(long, env = "REGISTRY_DB_SWEEP_EVERY")]
     pub sweep_every: Option<u64>,
+    /// Where `GET /metrics` (Prometheus text) is served: `on` (beside the API, on `--addr`), `off`,
+    /// or an address of its own (`HOST:PORT`), e.g. to keep it off a public port.
+    #[arg(long, env = "REGISTRY_DB_METRICS", default_value = "on", value_parser = parse_metrics_at)]
+    pub metrics: MetricsAt,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
+}
+
+/// Where the local server serves `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAt {
+    /// On the API's own listener.
+    Router,
+    Off,
+    /// On a listener of its own.
+    Addr(SocketAddr),
+}
+
+fn parse_metrics_at(value: &str) -> Result<MetricsAt, String> {
+    match value {
+        "on" => Ok(MetricsAt::Router),
+        "off" => Ok(MetricsAt::Off),
+        addr => addr.parse().map(MetricsAt::Addr).map_err(|_| {
+            format!("expected on, off or an address HOST:PORT (e.g. 127.0.0.1:9090), not {addr:?}")
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,6 +2,8 @@
 //! local server, and runs a health sweep when EventBridge (or EventBridge Scheduler) invokes it on
 //! its schedule.
 
+use std::sync::Arc;
+
 use axum::Router;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Service};
@@ -10,6 +12,7 @@ use serde_json::Value;
 
 use crate::domain::catalog::Catalog;
 use crate::health::SweepOptions;
+use crate::metrics::Emf;
 
 /// True for an EventBridge scheduled event (`"detail-type": "Scheduled Event"`), which is also
 /// the payload `template.yaml` gives the Scheduler.
@@ -43,11 +46,16 @@ pub async fn handle(
     Ok(serde_json::to_value(response)?)
 }
 
-pub async fn run(catalog: Catalog, router: Router) -> Result<(), Error> {
+/// Serves invocations; after each, the figures it moved go to the log as EMF lines (one instance
+/// serves one invocation at a time, so each flush holds exactly that invocation's figures).
+pub async fn run(catalog: Catalog, router: Router, emf: Arc<Emf>) -> Result<(), Error> {
     let catalog = &catalog;
     let router = &router;
+    let emf = &emf;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(catalog, router, event).await
+        let out = handle(catalog, router, event).await;
+        emf.write_out();
+        out
     }))
     .await
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod health;
 pub mod import;
 pub mod lambda;
+pub mod metrics;
 pub mod query;
 pub mod router;
 pub mod server;

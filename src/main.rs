@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use clap::Parser;
-use registry_db::config::{self, Cli, Command};
+use registry_db::config::{self, Cli, Command, MetricsAt};
 use registry_db::health::SweepOptions;
 use registry_db::router::router;
 use registry_db::server::{ServeOptions, serve};
 use registry_db::state::AppState;
-use registry_db::{lambda, telemetry};
+use registry_db::{lambda, metrics, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -19,9 +19,11 @@ async fn main() -> anyhow::Result<()> {
         // of delaying the first `next`. The first HTTPS request waits for it if need be.
         std::thread::spawn(|| drop(registry_db::tls::client_config()));
         let (store, probe) = config::lambda_settings()?;
+        // The figures go to CloudWatch as EMF lines after each invocation (`lambda::run`).
+        let emf = metrics::Emf::install();
         let state = AppState::open(&store, Some(&probe)).await?;
         let catalog = state.catalog.clone();
-        return lambda::run(catalog, router(state))
+        return lambda::run(catalog, router(state), emf)
             .await
             .map_err(|e| anyhow::anyhow!(e));
     }
@@ -29,10 +31,13 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
             tls_ready()?;
+            // Before the state: the store's counters are made when it opens.
+            let handle = (args.metrics != MetricsAt::Off).then(metrics::install_prometheus);
             let state = AppState::open(&args.store, Some(&args.probe)).await?;
             let opts = ServeOptions {
                 addr: args.addr,
                 sweep_every: args.sweep_every.map(Duration::from_secs),
+                metrics: (args.metrics, handle),
             };
             serve(state, opts).await
         }

@@ -35,9 +35,3 @@ pub fn router(state: AppState) -> Router {
     };
     routes.with_state(Arc::new(state))
 }
-
-/// The local server's service: the router, with a handler's panic answered as a 500 (see
-/// [`log::CatchPanic`]).
-pub fn service(state: AppState) -> log::CatchPanic<Router> {
-    log::CatchPanic::new(router(state))
-}

@@ -1,17 +1,51 @@
 //! The local server: the same router on a TCP listener, optional periodic sweeps, graceful stop.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::api::log::CatchPanic;
+use crate::config::MetricsAt;
 use crate::health::SweepOptions;
-use crate::router::service;
+use crate::router::router;
 use crate::state::AppState;
+use crate::store::Store;
 
 pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
     pub sweep_every: Option<Duration>,
+    /// Where `/metrics` is served, and the recorder's handle (installed before the state was
+    /// built, so that the store's counters record); `None` with `MetricsAt::Off`.
+    pub metrics: (MetricsAt, Option<PrometheusHandle>),
+}
+
+/// How often the recorder drains its histograms when nobody scrapes (bounds its memory).
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// `GET /metrics`: Prometheus text of every figure, the store's own read at the scrape.
+pub fn metrics_routes(handle: PrometheusHandle, store: Arc<dyn Store>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            store.publish_metrics();
+            let body = handle.render();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
 }
 
 pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
@@ -43,7 +77,36 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
         });
     }
 
-    let app = service(state);
+    let store = state.catalog.store().clone();
+    let mut app = router(state);
+    if let (at, Some(handle)) = opts.metrics {
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                ticker.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        let routes = metrics_routes(handle, store);
+        match at {
+            MetricsAt::Router => app = app.merge(routes),
+            MetricsAt::Addr(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
+                let local = listener.local_addr()?;
+                tracing::info!(addr = %local, "metrics on their own listener");
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, routes).await {
+                        tracing::error!(error = %e, "the metrics listener stopped");
+                    }
+                });
+            }
+            MetricsAt::Off => {}
+        }
+    }
+    let app = CatchPanic::new(app);
     axum::serve(listener, axum::ServiceExt::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::config::{self, ProbeArgs, StoreArgs};
 use crate::domain::catalog::Catalog;
 use crate::health::{ProbeConfig, Prober};
+use crate::store::metered::Metered;
 
 /// The router holds it in one `Arc`, so a request clones one pointer rather than the catalog's
 /// several.
@@ -20,7 +21,8 @@ impl AppState {
     /// Opens the store and builds the service from the settings. Without probe settings (an
     /// import, which never probes) the service gets a default prober it does not use.
     pub async fn open(store: &StoreArgs, probe: Option<&ProbeArgs>) -> anyhow::Result<AppState> {
-        let opened = store.open().await?;
+        // Every store call is counted (`crate::metrics`; a no-op without a recorder).
+        let opened: Arc<dyn crate::store::Store> = Arc::new(Metered::new(store.open().await?));
         let catalog = match probe {
             Some(probe) => {
                 Catalog::new(opened, probe.prober()).with_check_policy(probe.check_policy())

@@ -57,11 +57,15 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let line = tracing::enabled!(tracing::Level::INFO).then(|| Line {
-            method: req.method().clone(),
-            route: req.extensions().get::<MatchedPath>().cloned(),
-            started: Instant::now(),
-        });
+        // The line carries what the request's figures need too (`crate::metrics`).
+        let line =
+            (tracing::enabled!(tracing::Level::INFO) || crate::metrics::recording()).then(|| {
+                Line {
+                    method: req.method().clone(),
+                    route: req.extensions().get::<MatchedPath>().cloned(),
+                    started: Instant::now(),
+                }
+            });
         LogFuture {
             inner: self.inner.call(req),
             line,
@@ -96,11 +100,15 @@ where
             log_failure(response);
         }
         if let (Some(line), Ok(response)) = (this.line.take(), &out) {
+            let elapsed = line.started.elapsed();
+            let route = line.route.as_ref().map(MatchedPath::as_str);
+            let status = response.status().as_u16();
+            crate::metrics::request(route, line.method.as_str(), status, elapsed);
             tracing::info!(
                 method = %line.method,
-                route = line.route.as_ref().map_or("unmatched", MatchedPath::as_str),
-                status = response.status().as_u16(),
-                latency_ms = line.started.elapsed().as_micros() as f64 / 1000.0,
+                route = route.unwrap_or("unmatched"),
+                status,
+                latency_ms = elapsed.as_micros() as f64 / 1000.0,
                 "request"
             );
         }
@@ -108,9 +116,10 @@ where
     }
 }
 
-/// Whether the layer would log anything: failures at the `error` level, request lines at `info`.
+/// Whether the layer would do anything: log failures (at the `error` level) and request lines (at
+/// `info`), or count requests (when a metrics recorder is installed).
 pub fn wanted() -> bool {
-    tracing::enabled!(tracing::Level::ERROR)
+    tracing::enabled!(tracing::Level::ERROR) || crate::metrics::recording()
 }
 
 /// The detail of a store or internal failure, which the answer leaves out (it says only "internal

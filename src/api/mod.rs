@@ -73,6 +73,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(query_facets))
         .routes(routes!(check_health))
         .routes(routes!(liveness))
+        .routes(routes!(readiness))
 }
 
 /// The OpenAPI document alone (for tests and tooling).
@@ -339,6 +340,40 @@ async fn liveness() -> Json<LivenessResponse> {
             version: env!("CARGO_PKG_VERSION").into(),
         },
     })
+}
+
+/// Seconds a client (Kubernetes, a load balancer) is asked to wait before asking again when the
+/// store is unreachable.
+pub const READY_RETRY_AFTER_SECS: u64 = 5;
+
+/// Readiness: whether the store answers a read (within 2 s). For Kubernetes' readiness probe and a
+/// load balancer's health check; `/healthz` stays liveness.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "The store answers", body = LivenessResponse),
+        (status = 503, description = "The store is unreachable (`code: store_unavailable`, with `Retry-After`)", body = ErrorResponse),
+    ),
+)]
+async fn readiness(State(state): State<Arc<AppState>>) -> Response {
+    match state.catalog.ready().await {
+        Ok(()) => Json(LivenessResponse {
+            success: true,
+            data: LivenessData {
+                status: "ready".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+        })
+        .into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(READY_RETRY_AFTER_SECS),
+            );
+            response
+        }
+    }
 }
 
 /// `?limit=N&cursor=C` of the query endpoint.

@@ -159,4 +159,20 @@ pub trait Store: Send + Sync + 'static {
     fn only_writer(&self) -> bool {
         false
     }
+
+    /// Hands figures only the store knows (the embedded store's entry cache) to `crate::metrics`,
+    /// just before they are read (a scrape of `/metrics`).
+    fn publish_metrics(&self) {}
+}
+
+impl StoreError {
+    /// The kind of failure, as a stable label (for the store's figures).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::AlreadyExists(_) => "already_exists",
+            StoreError::NotFound(_) => "not_found",
+            StoreError::VersionConflict => "version_conflict",
+            StoreError::Unavailable(_) => "unavailable",
+        }
+    }
 }

@@ -244,6 +244,9 @@ impl Prober {
     }
 
     async fn probe_now(&self, public_url: &str) -> ProbeResult {
+        // Called with a slot held: counted as in use until the probe ends.
+        let _in_use = crate::metrics::SlotInUse::take();
+        let started = std::time::Instant::now();
         let checked_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
         let result = match probe_url(public_url) {
@@ -252,6 +255,7 @@ impl Prober {
         }
         .bounded();
         tracing::debug!(url = %result.url, status = %result.status, error = ?result.error, "probed");
+        crate::metrics::probe(result.status.as_str(), started.elapsed());
         result
     }
 

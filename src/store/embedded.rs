@@ -650,6 +650,11 @@ impl Store for EmbeddedStore {
     fn only_writer(&self) -> bool {
         true
     }
+
+    fn publish_metrics(&self) {
+        let stats = self.cache.stats();
+        crate::metrics::entry_cache(stats.hits, stats.misses, stats.entries, stats.bytes);
+    }
 }
 
 impl EmbeddedStore {

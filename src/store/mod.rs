@@ -9,6 +9,7 @@ mod chunk;
 pub mod dynamodb;
 pub mod embedded;
 pub mod entry_cache;
+pub mod metered;
 
 pub use bytestring::ByteString;
 

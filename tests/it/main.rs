@@ -21,6 +21,9 @@ mod lambda {
     mod events;
 }
 mod memory;
+mod ops {
+    mod metrics;
+}
 mod query {
     mod semantics;
     mod spot_checks;

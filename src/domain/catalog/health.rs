@@ -129,6 +129,7 @@ impl Catalog {
 
     /// Probes every entry once, with bounded concurrency, and records each verdict.
     pub async fn sweep(&self, opts: &SweepOptions) -> Result<SweepReport, AppError> {
+        let started = std::time::Instant::now();
         let mut targets = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -153,6 +154,7 @@ impl Catalog {
             }
         })
         .await;
+        crate::metrics::sweep(started.elapsed());
         Ok(report)
     }
 }

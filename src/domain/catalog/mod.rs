@@ -7,6 +7,7 @@
 mod facets;
 mod health;
 mod query;
+mod ready;
 mod watched;
 
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ use std::time::Duration;
 
 use bytestring::ByteString;
 use serde_json::Value;
+
+pub use self::ready::READY_TIMEOUT;
 
 use self::facets::FacetCache;
 use self::health::Flight;

@@ -92,4 +92,8 @@ impl Store for Watched {
     fn only_writer(&self) -> bool {
         self.inner.only_writer()
     }
+
+    fn publish_metrics(&self) {
+        self.inner.publish_metrics()
+    }
 }

@@ -339,11 +339,26 @@ fn check_deployment(docs: &[Value]) -> (&Value, &Value, ServeArgs) {
         resolve_port(&Value::String("http".into()), container),
         AIOS_PORT
     );
-    for probe in ["readinessProbe", "livenessProbe"] {
+    // Liveness is the process; readiness is the store answering (a pod whose store is down gets
+    // no traffic, and is not restarted for it).
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
         let get = &container[probe]["httpGet"];
-        assert_eq!(get["path"], "/healthz", "{probe}");
+        assert_eq!(get["path"], path, "{probe}");
         assert_eq!(resolve_port(&get["port"], container), AIOS_PORT, "{probe}");
     }
+    // Prometheus finds /metrics on the port the server listens on.
+    let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    let scrape_port: u64 = annotations["prometheus.io/port"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        scrape_port, AIOS_PORT,
+        "the scrape port follows the listen port"
+    );
     for bound in ["requests", "limits"] {
         assert!(
             container["resources"][bound]["memory"].is_string(),

@@ -21,7 +21,7 @@ fn event(name: &str) -> String {
 
 /// Expected status of each HTTP event, run in this order on one store. The seed's registry
 /// (10.13.21.22) cannot be reached from the test namespace, so its health check is a 502.
-const HTTP_EVENTS: [(&str, u16); 10] = [
+const HTTP_EVENTS: [(&str, u16); 11] = [
     ("01-create-entry.json", 201),
     ("02-get-entry.json", 200),
     ("03-update-entry.json", 200),
@@ -31,6 +31,7 @@ const HTTP_EVENTS: [(&str, u16); 10] = [
     ("05-check-health.json", 502),
     ("06-delete-entry.json", 200),
     ("healthz.json", 200),
+    ("readyz.json", 200),
     ("openapi.json", 200),
 ];
 

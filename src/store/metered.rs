@@ -1,0 +1,124 @@
+//! A store that counts its calls and failures (`crate::metrics`) around another: `AppState::open`
+//! wraps whichever store the settings chose, so both are counted the same way. A GET answered from
+//! the entry cache (`get_cached_into`) is no store call and is counted by the cache instead.
+
+use std::sync::Arc;
+
+use ::metrics::Counter;
+use async_trait::async_trait;
+
+use crate::domain::entry::ContainerRegistry;
+use crate::health::ProbeResult;
+use crate::metrics;
+
+use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
+
+pub struct Metered {
+    inner: Arc<dyn Store>,
+    calls: Calls,
+}
+
+/// One counter per operation, made once: a call costs one atomic add.
+struct Calls {
+    insert: Counter,
+    get: Counter,
+    replace: Counter,
+    delete: Counter,
+    scan: Counter,
+    probe_targets: Counter,
+    set_health: Counter,
+    reindex: Counter,
+}
+
+impl Metered {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Metered {
+            inner,
+            calls: Calls {
+                insert: metrics::store_calls("insert"),
+                get: metrics::store_calls("get"),
+                replace: metrics::store_calls("replace"),
+                delete: metrics::store_calls("delete"),
+                scan: metrics::store_calls("scan"),
+                probe_targets: metrics::store_calls("probe_targets"),
+                set_health: metrics::store_calls("set_health"),
+                reindex: metrics::store_calls("reindex"),
+            },
+        }
+    }
+}
+
+/// Counts the call, and its failure by kind.
+fn counted<T>(
+    op: &'static str,
+    calls: &Counter,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    calls.increment(1);
+    if let Err(e) = &result {
+        metrics::store_error(op, e.kind());
+    }
+    result
+}
+
+#[async_trait]
+impl Store for Metered {
+    async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError> {
+        counted("insert", &self.calls.insert, self.inner.insert(entry).await)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
+        counted("get", &self.calls.get, self.inner.get(id).await)
+    }
+
+    fn get_cached_into(&self, id: &str, out: &mut bytes::BytesMut) -> bool {
+        self.inner.get_cached_into(id, out)
+    }
+
+    async fn replace(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.replace(old, new).await;
+        counted("replace", &self.calls.replace, result)
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        counted("delete", &self.calls.delete, self.inner.delete(id).await)
+    }
+
+    async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
+        counted("scan", &self.calls.scan, self.inner.scan(request).await)
+    }
+
+    async fn probe_targets(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+        let result = self.inner.probe_targets(after, max).await;
+        counted("probe_targets", &self.calls.probe_targets, result)
+    }
+
+    async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError> {
+        let result = self.inner.set_health(id, health).await;
+        counted("set_health", &self.calls.set_health, result)
+    }
+
+    async fn reindex(&self) -> Result<ReindexReport, StoreError> {
+        counted("reindex", &self.calls.reindex, self.inner.reindex().await)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn only_writer(&self) -> bool {
+        self.inner.only_writer()
+    }
+
+    fn publish_metrics(&self) {
+        self.inner.publish_metrics()
+    }
+}
