@@ -35,8 +35,28 @@ pub enum Command {
     /// did and exit. Safe while the service runs.
     Reindex(ReindexArgs),
     /// Import the earlier MongoDB service's entries (a `mongoexport` of its collection) into the
-    /// store; exit 0 when all are in, 3 when some were refused, 1 when it could not finish.
+    /// store; exit 0 when all are in, 3 when some were refused, 1 when it could not finish. With
+    /// `--exact`, restore a `registry-db export` instead, managed fields and all.
     Import(ImportArgs),
+    /// Write every entry, managed fields included, one JSON document per line, from one
+    /// consistent view of the store (a backup, or the way to another store).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Where to write: a file (written beside as FILE.partial, renamed when complete), or `-`
+    /// for standard output.
+    #[arg(default_value = "-")]
+    pub file: PathBuf,
+    /// Compress with gzip (also when FILE ends in `.gz`).
+    #[arg(long)]
+    pub gzip: bool,
+    /// No progress, only the summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,12 +183,32 @@ pub struct SweepArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ImportArgs {
     /// The export: `mongoexport --jsonArray` output, or one document per line; `-` reads stdin.
+    /// With `--exact`, a `registry-db export` (gzip is recognised by its first bytes).
     pub file: PathBuf,
+    /// Restore a `registry-db export` as it stands: ids, times, versions and health kept.
+    #[arg(long)]
+    pub exact: bool,
+    /// With `--exact`: replace an entry already in the store by the file's (otherwise it is
+    /// left as it is, and reported when it differs).
+    #[arg(long, requires = "exact")]
+    pub overwrite: bool,
+    /// With `--exact`: no progress, only the findings and the summary line.
+    #[arg(long, short, requires = "exact")]
+    pub quiet: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
 impl StoreArgs {
+    /// The store for one pass over every entry (export, exact import): on the embedded store
+    /// with bounded caches ([`EmbeddedStore::open_for_bulk`]).
+    pub async fn open_for_bulk(&self) -> anyhow::Result<Arc<dyn Store>> {
+        match self.store {
+            StoreKind::Embedded => Ok(Arc::new(EmbeddedStore::open_for_bulk(&self.data)?)),
+            StoreKind::Dynamodb => self.open().await,
+        }
+    }
+
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self.store {
             StoreKind::Embedded => Arc::new(EmbeddedStore::open_with_cache(

@@ -13,6 +13,7 @@ pub mod health;
 pub mod import;
 pub mod lambda;
 pub mod metrics;
+pub mod ops;
 pub mod query;
 pub mod router;
 pub mod server;

@@ -54,6 +54,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        Command::Export(args) => registry_db::ops::export::run(&args).await,
+        Command::Import(args) if args.exact => {
+            let code = registry_db::ops::import_exact::run(&args).await?;
+            std::process::exit(code)
+        }
         Command::Import(args) => {
             // The store is closed when `run` returns, before the process exits.
             let code = registry_db::import::run(&args).await?;

@@ -106,6 +106,16 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a new entry and its index keys; `AlreadyExists` when the id is taken.
     async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError>;
 
+    /// Inserts several new entries (a restore), each as [`Store::insert`] would, and says for
+    /// each whether it went in. A store may write them in one transaction.
+    async fn insert_many(&self, entries: &[ContainerRegistry]) -> Vec<Result<(), StoreError>> {
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            out.push(self.insert(entry).await);
+        }
+        out
+    }
+
     /// The entry as stored.
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError>;
 
@@ -149,6 +159,15 @@ pub trait Store: Send + Sync + 'static {
     /// Rebuilds the tag index from the entries (for a store that predates it, or to remove stale
     /// keys). Safe to run while the service serves.
     async fn reindex(&self) -> Result<ReindexReport, StoreError>;
+
+    /// Sends every entry, as stored, into `out` (bounded: the store waits while it is full), from
+    /// one consistent view: one read transaction on the embedded store; on DynamoDB a parallel
+    /// Scan of strongly consistent reads, where each entry is as it was at some moment of the scan
+    /// (see `docs/DEPLOY.md`, "Backing up"). Returns how many entries it sent.
+    async fn export(
+        &self,
+        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+    ) -> Result<u64, StoreError>;
 
     /// A short description for logs ("embedded store at ./data", "DynamoDB table T").
     fn describe(&self) -> String;

@@ -38,6 +38,9 @@ const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("container_re
 const TAG_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("tag_index");
 /// Store-wide facts, e.g. which version of the tag index the file holds.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// redb's page cache for one pass over every entry (see [`EmbeddedStore::open_for_bulk`]).
+pub const BULK_PAGE_CACHE: usize = 4 << 20;
 const META_TAG_INDEX: &str = "tag_index_version";
 const TAG_INDEX_VERSION: u64 = 1;
 const FILE_NAME: &str = "registry-db.redb";
@@ -262,10 +265,29 @@ impl EmbeddedStore {
 
     /// [`open`](Self::open), with an entry cache of at most `cache_bytes` (0: none).
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> anyhow::Result<Self> {
+        Self::open_tuned(dir, cache_bytes, None)
+    }
+
+    /// For one pass over every entry (`export`, `import --exact`): no entry cache, and redb's
+    /// page cache at most [`BULK_PAGE_CACHE`] instead of its default (1 GiB), which a pass over a
+    /// large store would otherwise fill with pages it never reads again.
+    pub fn open_for_bulk(dir: &Path) -> anyhow::Result<Self> {
+        Self::open_tuned(dir, 0, Some(BULK_PAGE_CACHE))
+    }
+
+    fn open_tuned(
+        dir: &Path,
+        cache_bytes: usize,
+        page_cache: Option<usize>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create the data folder {}: {e}", dir.display()))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| match e {
+        let mut builder = Database::builder();
+        if let Some(bytes) = page_cache {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
                 "the embedded store {} is already open in another process (one server per data folder)",
                 path.display()
@@ -384,6 +406,62 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn insert_many(&self, entries: &[ContainerRegistry]) -> Vec<Result<(), StoreError>> {
+        // One durable commit for the batch instead of one per entry: a restore of 100,000
+        // entries is seconds, not a hundred thousand fsyncs.
+        let mut batch = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match encode(entry) {
+                Ok(bytes) => batch.push(Ok((
+                    entry.container_registry_id.clone(),
+                    entry.container_registry_tags.clone(),
+                    bytes,
+                ))),
+                Err(e) => batch.push(Err(e)),
+            }
+        }
+        let n = batch.len();
+        let cache = self.cache.clone();
+        let result = self
+            .blocking(move |db| {
+                let txn = db.begin_write().map_err(unavailable)?;
+                let mut out = Vec::with_capacity(batch.len());
+                for item in batch {
+                    let (id, tags, bytes) = match item {
+                        Ok(item) => item,
+                        Err(e) => {
+                            out.push(Err(e));
+                            continue;
+                        }
+                    };
+                    {
+                        let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
+                        if table.get(id.as_str()).map_err(unavailable)?.is_some() {
+                            out.push(Err(StoreError::AlreadyExists(id)));
+                            continue;
+                        }
+                        table
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(unavailable)?;
+                    }
+                    write_index(&txn, &id, &[], &tags)?;
+                    out.push(Ok(()));
+                }
+                let mark = cache.begin_write();
+                txn.commit().map_err(unavailable)?;
+                // New entries are in no cached list of a tag they carry: drop the lists.
+                mark.committed_index();
+                Ok(out)
+            })
+            .await;
+        match result {
+            Ok(out) => out,
+            Err(e) => (0..n)
+                .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                .collect(),
+        }
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
@@ -640,6 +718,30 @@ impl Store for EmbeddedStore {
 
     fn get_cached_into(&self, id: &str, out: &mut BytesMut) -> bool {
         self.cache.copy_into(id, out)
+    }
+
+    async fn export(
+        &self,
+        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+    ) -> Result<u64, StoreError> {
+        // One read transaction: a snapshot, however long the export takes, while writers go on
+        // (redb's MVCC). On the blocking pool, since it waits whenever `out` is full.
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ENTRIES).map_err(unavailable)?;
+            let mut sent = 0;
+            for row in table.iter().map_err(unavailable)? {
+                let (id, bytes) = row.map_err(unavailable)?;
+                let entry = decode(id.value(), bytes.value())?;
+                if out.blocking_send(entry).is_err() {
+                    // The reader stopped (it failed, and says why): nothing more to send.
+                    break;
+                }
+                sent += 1;
+            }
+            Ok(sent)
+        })
+        .await
     }
 
     fn describe(&self) -> String {

@@ -67,6 +67,15 @@ impl Store for Metered {
         counted("insert", &self.calls.insert, self.inner.insert(entry).await)
     }
 
+    async fn insert_many(&self, entries: &[ContainerRegistry]) -> Vec<Result<(), StoreError>> {
+        let out = self.inner.insert_many(entries).await;
+        self.calls.insert.increment(out.len() as u64);
+        for e in out.iter().filter_map(|r| r.as_ref().err()) {
+            metrics::store_error("insert", e.kind());
+        }
+        out
+    }
+
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
         counted("get", &self.calls.get, self.inner.get(id).await)
     }
@@ -108,6 +117,14 @@ impl Store for Metered {
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {
         counted("reindex", &self.calls.reindex, self.inner.reindex().await)
+    }
+
+    async fn export(
+        &self,
+        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+    ) -> Result<u64, StoreError> {
+        let result = self.inner.export(out).await;
+        counted("export", &metrics::store_calls("export"), result)
     }
 
     fn describe(&self) -> String {

@@ -22,6 +22,7 @@ mod lambda {
 }
 mod memory;
 mod ops {
+    mod export;
     mod metrics;
 }
 mod query {

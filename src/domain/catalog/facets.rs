@@ -314,6 +314,12 @@ mod tests {
         async fn delete(&self, _: &str) -> Result<bool, StoreError> {
             Err(not_used())
         }
+        async fn export(
+            &self,
+            _: tokio::sync::mpsc::Sender<ContainerRegistry>,
+        ) -> Result<u64, StoreError> {
+            Err(not_used())
+        }
         async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
             let map = self.0.lock().unwrap();
             let mut rest = map

@@ -45,6 +45,10 @@ impl Store for Watched {
         self.wrote(self.inner.insert(entry).await)
     }
 
+    async fn insert_many(&self, entries: &[ContainerRegistry]) -> Vec<Result<(), StoreError>> {
+        self.inner.insert_many(entries).await
+    }
+
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
         self.inner.get(id).await
     }
@@ -83,6 +87,13 @@ impl Store for Watched {
 
     fn get_cached_into(&self, id: &str, out: &mut bytes::BytesMut) -> bool {
         self.inner.get_cached_into(id, out)
+    }
+
+    async fn export(
+        &self,
+        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+    ) -> Result<u64, StoreError> {
+        self.inner.export(out).await
     }
 
     fn describe(&self) -> String {

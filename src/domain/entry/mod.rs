@@ -3,7 +3,10 @@
 //! client input are [`ContainerRegistry::from_create`] and [`ContainerRegistry::from_update`], which
 //! check every rule and say which field broke which one.
 
+mod exact;
 pub mod size;
+
+pub use self::exact::export_line;
 
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};

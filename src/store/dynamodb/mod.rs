@@ -79,6 +79,10 @@ pub struct DynamoStore {
     index_checked: Mutex<Option<Instant>>,
 }
 
+/// Parallel Scan segments of an export: several pages in flight, each of at most 1 MB (DynamoDB's
+/// page size), so memory stays bounded by the channel and these pages.
+const EXPORT_SEGMENTS: i32 = 4;
+
 fn sdk_error<E, R>(err: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + 'static,
@@ -974,6 +978,44 @@ impl Store for DynamoStore {
         // 4. From now on queries may trust the index.
         self.mark_index_complete().await?;
         Ok(report)
+    }
+
+    async fn export(
+        &self,
+        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+    ) -> Result<u64, StoreError> {
+        let segments = (0..EXPORT_SEGMENTS).map(|segment| {
+            let out = out.clone();
+            async move {
+                let mut after = None;
+                let mut sent = 0u64;
+                loop {
+                    let page = self
+                        .client
+                        .scan()
+                        .table_name(&self.table)
+                        .consistent_read(true)
+                        .segment(segment)
+                        .total_segments(EXPORT_SEGMENTS)
+                        .set_exclusive_start_key(after)
+                        .send()
+                        .await
+                        .map_err(sdk_error)?;
+                    for item in page.items.unwrap_or_default() {
+                        if out.send(from_item(item)?).await.is_err() {
+                            return Ok(sent);
+                        }
+                        sent += 1;
+                    }
+                    match page.last_evaluated_key {
+                        Some(key) => after = Some(key),
+                        None => return Ok::<u64, StoreError>(sent),
+                    }
+                }
+            }
+        });
+        let counts = futures::future::try_join_all(segments).await?;
+        Ok(counts.into_iter().sum())
     }
 
     fn describe(&self) -> String {

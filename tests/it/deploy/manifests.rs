@@ -416,7 +416,7 @@ fn the_aios_variant_runs_under_the_names_and_port_aios_documents() {
         job_container["volumeMounts"][0]["mountPath"],
         mounts[0]["mountPath"]
     );
-    let ImportArgs { file, store } = match effective_command(job_container, &docs) {
+    let ImportArgs { file, store, .. } = match effective_command(job_container, &docs) {
         Command::Import(args) => args,
         other => panic!("the Job runs {other:?}, not import"),
     };

@@ -1,0 +1,87 @@
+//! An entry as a backup holds it, managed fields included: what `registry-db export` writes and
+//! `import --exact` reads back. Reading one checks the managed fields as strictly as the client's
+//! (a malformed time, a version that is not a whole number, a health record of the wrong shape is
+//! refused, naming the field), so a restore never stores what the service could not have written.
+
+use serde_json::{Map, Value};
+
+use super::{
+    CREATED_AT, ClientFields, ContainerRegistry, HEALTH, MANAGED_FIELDS, UPDATED_AT, VERSION,
+    type_error,
+};
+use crate::error::ValidationError;
+use crate::health::ProbeResult;
+
+impl ContainerRegistry {
+    /// Parses one exported entry, keeping its managed fields as they are.
+    pub fn from_export(doc: Value) -> Result<Self, ValidationError> {
+        let Value::Object(mut doc) = doc else {
+            return Err(ValidationError::new(
+                "entry",
+                "each line must be a JSON object (an entry as `registry-db export` writes it)",
+            ));
+        };
+        let created_at = time(&mut doc, CREATED_AT)?;
+        let updated_at = time(&mut doc, UPDATED_AT)?;
+        let version = match doc.remove(VERSION) {
+            Some(Value::Number(n)) => n.as_u64().filter(|v| *v >= 1).ok_or_else(|| {
+                ValidationError::new(VERSION, format!("must be a whole number from 1, not {n}"))
+            })?,
+            Some(other) => return Err(type_error(VERSION, "a whole number", &other)),
+            None => return Err(ValidationError::new(VERSION, "is required")),
+        };
+        let health = match doc.remove(HEALTH) {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let record: ProbeResult = serde_json::from_value(v).map_err(|e| {
+                    ValidationError::new(HEALTH, format!("is not a health record: {e}"))
+                })?;
+                // A record the service wrote is within the caps; one that is not was not.
+                if record.clone().bounded() != record {
+                    return Err(ValidationError::new(
+                        HEALTH,
+                        "holds text over the caps the service keeps to",
+                    ));
+                }
+                Some(record)
+            }
+        };
+        debug_assert!(MANAGED_FIELDS.iter().all(|f| !doc.contains_key(*f)));
+        ClientFields::parse(doc)?.into_entry(created_at, updated_at, version, health)
+    }
+}
+
+/// A required RFC 3339 time, as the service writes them.
+fn time(doc: &mut Map<String, Value>, field: &str) -> Result<String, ValidationError> {
+    match doc.remove(field) {
+        Some(Value::String(s)) => match chrono::DateTime::parse_from_rfc3339(&s) {
+            Ok(_) => Ok(s),
+            Err(e) => Err(ValidationError::new(
+                field,
+                format!("must be an RFC 3339 time, not {s:?} ({e})"),
+            )),
+        },
+        Some(other) => Err(type_error(field, "an RFC 3339 time", &other)),
+        None => Err(ValidationError::new(field, "is required")),
+    }
+}
+
+/// The line `export` writes for an entry: its JSON with every object's keys sorted, so that the
+/// same entry gives the same bytes from either store (DynamoDB keeps no order of a map's keys).
+pub fn export_line(entry: &ContainerRegistry, out: &mut Vec<u8>) {
+    let value = sorted(serde_json::to_value(entry).expect("an entry serializes"));
+    serde_json::to_writer(&mut *out, &value).expect("writing to a Vec cannot fail");
+    out.push(b'\n');
+}
+
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}

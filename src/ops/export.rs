@@ -1,0 +1,125 @@
+//! `registry-db export [FILE|-]`: every entry, managed fields included, one JSON document per line
+//! (keys sorted, so the same entry is the same bytes from either store), from one consistent view
+//! of the store ([`Store::export`]). Streamed: at most [`IN_FLIGHT`] entries are between the store
+//! and the file. Written to `FILE.partial` and renamed when complete, so a cut export never passes
+//! for a whole one; gzip with `--gzip` or a name ending in `.gz`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::progress::{Mode, Progress};
+use crate::config::{ExportArgs, StoreArgs, StoreKind};
+use crate::domain::entry::export_line;
+use crate::store::Store;
+
+/// Entries read ahead of the writer: with entries of at most about 300 KiB, a few tens of MB at
+/// the very most, whatever the size of the store.
+pub const IN_FLIGHT: usize = 64;
+
+/// Opens the store named by the settings, saying what to do when it cannot be.
+pub async fn open_store(store: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    store
+        .open_for_bulk()
+        .await
+        .with_context(|| match store.store {
+            StoreKind::Embedded => format!(
+                "cannot open the embedded store in {} (one process at a time may open it: a server \
+             running on it serves the same export as GET /export)",
+                store.data.display()
+            ),
+            StoreKind::Dynamodb => format!("cannot open the DynamoDB table {}", store.table),
+        })
+}
+
+pub async fn run(args: &ExportArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    let to_stdout = args.file.as_os_str() == "-";
+    let gzip = args.gzip || args.file.extension().is_some_and(|e| e == "gz");
+    let partial = partial_path(&args.file);
+    let sink: Box<dyn Write + Send> = if to_stdout {
+        Box::new(std::io::stdout())
+    } else {
+        let file = File::create(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
+        Box::new(file)
+    };
+    let sink = BufWriter::with_capacity(1 << 16, sink);
+    let mut progress = Progress::new("export", "entries", Mode::detect(args.quiet));
+    let (entries, bytes) = if gzip {
+        let mut gz = GzEncoder::new(sink, Compression::default());
+        let n = write_all(store.as_ref(), &mut gz, &mut progress).await?;
+        gz.finish()?.flush()?;
+        n
+    } else {
+        let mut sink = sink;
+        let n = write_all(store.as_ref(), &mut sink, &mut progress).await?;
+        sink.flush()?;
+        n
+    };
+    if !to_stdout {
+        File::open(&partial)?.sync_all()?;
+        std::fs::rename(&partial, &args.file).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                partial.display(),
+                args.file.display()
+            )
+        })?;
+    }
+    let secs = progress.elapsed().as_secs_f64();
+    progress.finish(&format!(
+        "exported {entries} entries ({bytes} bytes of JSON{}) from the {} to {} in {secs:.1} s",
+        if gzip { ", gzipped" } else { "" },
+        store.describe(),
+        if to_stdout {
+            "standard output".into()
+        } else {
+            args.file.display().to_string()
+        },
+    ));
+    Ok(())
+}
+
+fn partial_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// Streams every entry of `store` into `out`, one line each; (entries, bytes before compression).
+pub async fn write_all(
+    store: &dyn Store,
+    out: &mut dyn Write,
+    progress: &mut Progress,
+) -> anyhow::Result<(u64, u64)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+    let read = store.export(tx);
+    let write = async {
+        let mut line = Vec::with_capacity(4096);
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        while let Some(entry) = rx.recv().await {
+            line.clear();
+            export_line(&entry, &mut line);
+            out.write_all(&line).context("cannot write the export")?;
+            entries += 1;
+            bytes += line.len() as u64;
+            progress.advance(1, None);
+        }
+        anyhow::Ok((entries, bytes))
+    };
+    let (read, written) = tokio::join!(read, write);
+    // A write failure drops the receiver, which stops the read: report the write's error first.
+    let written = written?;
+    let sent = read.context("the store failed during the export")?;
+    anyhow::ensure!(
+        sent == written.0,
+        "the store sent {sent} entries but {} were written",
+        written.0
+    );
+    Ok(written)
+}

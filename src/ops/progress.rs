@@ -1,0 +1,139 @@
+//! Progress of long work on standard error: on a terminal one line redrawn in place (done, rate,
+//! and time left when the total is known); otherwise a plain line every [`PLAIN_EVERY`]; always
+//! one summary line at the end. `--quiet` keeps only the summary.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// A plain progress line this often when standard error is not a terminal (a log, a CronJob).
+pub const PLAIN_EVERY: Duration = Duration::from_secs(5);
+/// A terminal's line is redrawn at most this often.
+const REDRAW_EVERY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Terminal,
+    Plain,
+    Quiet,
+}
+
+impl Mode {
+    /// Terminal when standard error is one, else plain; quiet when asked.
+    pub fn detect(quiet: bool) -> Mode {
+        if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Terminal
+        } else {
+            Mode::Plain
+        }
+    }
+}
+
+pub struct Progress {
+    what: &'static str,
+    unit: &'static str,
+    mode: Mode,
+    started: Instant,
+    last: Instant,
+    done: u64,
+    /// Of `total`, when known (e.g. bytes of the input file), for the time left.
+    position: Option<(u64, u64)>,
+}
+
+impl Progress {
+    /// `what` names the work ("export"), `unit` what is counted ("entries").
+    pub fn new(what: &'static str, unit: &'static str, mode: Mode) -> Progress {
+        let now = Instant::now();
+        let p = Progress {
+            what,
+            unit,
+            mode,
+            started: now,
+            last: now,
+            done: 0,
+            position: None,
+        };
+        p.draw();
+        p
+    }
+
+    /// `n` more done; `position` is how far through the known total the work is.
+    pub fn advance(&mut self, n: u64, position: Option<(u64, u64)>) {
+        self.done += n;
+        if position.is_some() {
+            self.position = position;
+        }
+        let every = match self.mode {
+            Mode::Terminal => REDRAW_EVERY,
+            Mode::Plain => PLAIN_EVERY,
+            Mode::Quiet => return,
+        };
+        if self.last.elapsed() >= every {
+            self.last = Instant::now();
+            self.draw();
+        }
+    }
+
+    fn line(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.done as f64 / secs
+        } else {
+            0.0
+        };
+        let mut line = format!(
+            "{}: {} {} done, {:.0}/s",
+            self.what, self.done, self.unit, rate
+        );
+        if let Some((at, total)) = self.position.filter(|(at, t)| *t > 0 && *at > 0) {
+            let fraction = (at as f64 / total as f64).min(1.0);
+            let left = secs * (1.0 - fraction) / fraction;
+            line.push_str(&format!(
+                ", {:.0}%, about {} left",
+                fraction * 100.0,
+                human(left)
+            ));
+        }
+        line
+    }
+
+    fn draw(&self) {
+        let mut err = std::io::stderr().lock();
+        let _ = match self.mode {
+            // Carriage return and erase-line: the line is redrawn in place.
+            Mode::Terminal => write!(err, "\r\x1b[2K{}", self.line()),
+            Mode::Plain => writeln!(err, "{}", self.line()),
+            Mode::Quiet => Ok(()),
+        };
+        let _ = err.flush();
+    }
+
+    /// Ends the progress line and writes `summary` (always, whatever the mode).
+    pub fn finish(self, summary: &str) {
+        if self.mode == Mode::Terminal {
+            self.draw();
+        }
+        let mut err = std::io::stderr().lock();
+        if self.mode == Mode::Terminal {
+            let _ = writeln!(err);
+        }
+        let _ = writeln!(err, "{summary}");
+        let _ = err.flush();
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+fn human(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
