@@ -55,6 +55,11 @@ pub struct ExportArgs {
     /// No progress, only the summary line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Read the export from a running `registry-db serve` at this URL (its `GET /export`, with
+    /// `REGISTRY_DB_WRITE_TOKEN` as the bearer token when set) instead of opening the store: the
+    /// way to back up an embedded store while its server runs.
+    #[arg(long)]
+    pub server: Option<url::Url>,
     #[command(flatten)]
     pub store: StoreArgs,
 }

@@ -15,6 +15,16 @@ use crate::web;
 
 /// The router, serving `/openapi.json` beside the documented routes.
 pub fn router(state: AppState) -> Router {
+    build(state, false)
+}
+
+/// The local server's router: [`router`], and `GET /export` (a stream as long as the store, which
+/// only a long-lived process serves).
+pub fn local_router(state: AppState) -> Router {
+    build(state, true)
+}
+
+fn build(state: AppState, local: bool) -> Router {
     let (routes, doc) = api::routes().split_for_parts();
     // The document never changes: serialize it once, not on every request.
     let doc_json = serde_json::to_string(&doc).expect("the OpenAPI document serializes");
@@ -25,6 +35,11 @@ pub fn router(state: AppState) -> Router {
     let routes = routes
         .route("/openapi.json", get(serve_doc))
         .merge(web::routes())
+        .merge(if local {
+            api::export::routes()
+        } else {
+            Router::new()
+        })
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::method_not_allowed);
     // Each route pays for a layer on every request: leave it out when it would log nothing.

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::api::log::CatchPanic;
 use crate::config::MetricsAt;
 use crate::health::SweepOptions;
-use crate::router::router;
+use crate::router::local_router;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -78,7 +78,7 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
     }
 
     let store = state.catalog.store().clone();
-    let mut app = router(state);
+    let mut app = local_router(state);
     if let (at, Some(handle)) = opts.metrics {
         let upkeep = handle.clone();
         tokio::spawn(async move {

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod body;
 mod error;
+pub mod export;
 pub mod log;
 mod raw;
 pub mod schema;

@@ -36,8 +36,49 @@ pub async fn open_store(store: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn 
         })
 }
 
+/// Where the entries come from: the store itself, or a running server's `GET /export`.
+enum Source {
+    Store(std::sync::Arc<dyn Store>),
+    Server(reqwest::Response, String),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Store(store) => store.describe(),
+            Source::Server(_, url) => format!("server at {url}"),
+        }
+    }
+}
+
+async fn from_server(url: &url::Url) -> anyhow::Result<Source> {
+    let export = url.join("export").context("the server's URL")?;
+    let tls = crate::tls::client_config().map_err(anyhow::Error::msg)?;
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .build()?;
+    let mut request = client.get(export.clone());
+    if let Some(token) = crate::config::write_token() {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {export}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        anyhow::bail!("{export} answered {status}: {body}");
+    }
+    Ok(Source::Server(response, export.to_string()))
+}
+
 pub async fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store).await?;
+    let mut source = match &args.server {
+        Some(url) => from_server(url).await?,
+        None => Source::Store(open_store(&args.store).await?),
+    };
     let to_stdout = args.file.as_os_str() == "-";
     let gzip = args.gzip || args.file.extension().is_some_and(|e| e == "gz");
     let partial = partial_path(&args.file);
@@ -52,12 +93,12 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new("export", "entries", Mode::detect(args.quiet));
     let (entries, bytes) = if gzip {
         let mut gz = GzEncoder::new(sink, Compression::default());
-        let n = write_all(store.as_ref(), &mut gz, &mut progress).await?;
+        let n = write_from(&mut source, &mut gz, &mut progress).await?;
         gz.finish()?.flush()?;
         n
     } else {
         let mut sink = sink;
-        let n = write_all(store.as_ref(), &mut sink, &mut progress).await?;
+        let n = write_from(&mut source, &mut sink, &mut progress).await?;
         sink.flush()?;
         n
     };
@@ -75,7 +116,7 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<()> {
     progress.finish(&format!(
         "exported {entries} entries ({bytes} bytes of JSON{}) from the {} to {} in {secs:.1} s",
         if gzip { ", gzipped" } else { "" },
-        store.describe(),
+        source.describe(),
         if to_stdout {
             "standard output".into()
         } else {
@@ -89,6 +130,32 @@ fn partial_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".partial");
     PathBuf::from(name)
+}
+
+async fn write_from(
+    source: &mut Source,
+    out: &mut dyn Write,
+    progress: &mut Progress,
+) -> anyhow::Result<(u64, u64)> {
+    match source {
+        Source::Store(store) => write_all(store.as_ref(), out, progress).await,
+        Source::Server(response, url) => {
+            let (mut entries, mut bytes) = (0u64, 0u64);
+            // A body the server broke off (a store failure) is an error here, never a short file.
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .with_context(|| format!("the export from {url} was cut off"))?
+            {
+                let lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                out.write_all(&chunk).context("cannot write the export")?;
+                entries += lines;
+                bytes += chunk.len() as u64;
+                progress.advance(lines, None);
+            }
+            Ok((entries, bytes))
+        }
+    }
 }
 
 /// Streams every entry of `store` into `out`, one line each; (entries, bytes before compression).

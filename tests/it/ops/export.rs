@@ -473,3 +473,134 @@ async fn an_export_of_100000_entries_stays_in_bounded_memory() {
 
 /// The bound the 100,000-entry export is held to (README, "Backing up").
 const MAX_EXPORT_RSS_KIB: u64 = 24 * 1024;
+
+/// While `serve` holds the embedded store, the export comes from the server (`--server`), with the
+/// write token; it is the same file the store gives once the server has stopped.
+#[tokio::test]
+async fn an_export_through_the_running_server_is_the_stores_export() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let token = "operator-secret-token";
+    let server = start_server(
+        &["--data", data.to_str().unwrap()],
+        &[("REGISTRY_DB_WRITE_TOKEN", token)],
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for i in 0..5 {
+        let resp = client
+            .post(format!("{}/container_registry", server.base))
+            .bearer_auth(token)
+            .json(
+                &json!({"container_registry_id": format!("s{i}"), "container_registry_name": "n",
+                          "container_registry_public_url": "http://10.0.0.1:5000"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+    }
+    // The store is the server's: the command says where to get the export instead.
+    let out = run(bin().args(["export", "-", "--data", data.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GET /export"));
+    // Without the token: refused, and nothing written.
+    let live = work.path().join("live.ndjson");
+    let out = run(bin()
+        .args(["export", live.to_str().unwrap(), "--server", &server.base])
+        .env_remove("REGISTRY_DB_WRITE_TOKEN"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    assert!(!live.exists());
+    let out = ok(bin()
+        .args(["export", live.to_str().unwrap(), "--server", &server.base])
+        .env("REGISTRY_DB_WRITE_TOKEN", token));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exported 5 entries") && !err.contains(token),
+        "{err}"
+    );
+    drop(server);
+    let stopped = work.path().join("stopped.ndjson");
+    ok(bin().args([
+        "export",
+        stopped.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read(&live).unwrap(),
+        std::fs::read(&stopped).unwrap()
+    );
+}
+
+/// Progress on a terminal (a pty, from `script`): the line redrawn in place with what is done and
+/// the rate, then the summary; into a pipe: plain lines and the summary; `--quiet`: the summary.
+#[test]
+fn progress_on_a_terminal_in_a_pipe_and_quiet() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("in.ndjson");
+    let lines: Vec<String> = (0..50)
+        .map(|i| {
+            json!({"container_registry_id": format!("p{i}"), "container_registry_name": "n",
+                   "container_registry_public_url": "http://10.0.0.1:5000",
+                   "container_registry_created_at": "2026-01-02T03:04:05.000Z",
+                   "container_registry_updated_at": "2026-01-02T03:04:05.000Z",
+                   "container_registry_version": 1})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let data = work.path().join("data");
+    let exe = env!("CARGO_BIN_EXE_registry-db");
+    // On a terminal: `script` gives the command a pty and copies what it draws to stdout.
+    let command = format!(
+        "{exe} import --exact {} --data {}",
+        file.display(),
+        data.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("REGISTRY_DB_DATA")
+        .output()
+        .expect("script (util-linux)");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{tty}");
+    assert!(
+        tty.contains("\r\x1b[2Kimport --exact: 0 entries done"),
+        "{tty:?}"
+    );
+    assert!(
+        tty.contains("\r\x1b[2Kimport --exact: 50 entries done, "),
+        "{tty:?}"
+    );
+    assert!(tty.contains("/s, 100%, about 0s left"), "{tty:?}");
+    assert!(
+        tty.contains("restored 50, replaced 0, identical 0"),
+        "{tty:?}"
+    );
+
+    // Not a terminal: no control characters, whole lines, the summary last.
+    let out = ok(bin().args([
+        "export",
+        work.path().join("out.ndjson").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("exported 50 entries"), "{err}");
+    assert!(
+        err.lines()
+            .next()
+            .unwrap()
+            .starts_with("export: 0 entries done, "),
+        "{err}"
+    );
+
+    let out = ok(bin().args(["export", "-", "--quiet", "--data", data.to_str().unwrap()]));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("exported 50 entries"), "{err}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 50);
+}
