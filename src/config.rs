@@ -45,10 +45,14 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
-    /// Where to write: a file (written beside as FILE.partial, renamed when complete), or `-`
-    /// for standard output.
+    /// Where to write: a file (written beside as FILE.partial, renamed when complete), `-` for
+    /// standard output, or a folder, where it is `registry-db-<UTC time>.ndjson.gz` (a backup).
     #[arg(default_value = "-")]
     pub file: PathBuf,
+    /// Into a folder: then remove its backups (`registry-db-<time>.ndjson.gz`, by the time in the
+    /// name) older than this many days. Nothing else in the folder is touched.
+    #[arg(long)]
+    pub keep_days: Option<u32>,
     /// Compress with gzip (also when FILE ends in `.gz`).
     #[arg(long)]
     pub gzip: bool,

@@ -74,7 +74,53 @@ async fn from_server(url: &url::Url) -> anyhow::Result<Source> {
     Ok(Source::Server(response, export.to_string()))
 }
 
+/// How a backup in a folder is named: `registry-db-20261204T050102Z.ndjson.gz`.
+const BACKUP_PREFIX: &str = "registry-db-";
+const BACKUP_SUFFIX: &str = ".ndjson.gz";
+const BACKUP_TIME: &str = "%Y%m%dT%H%M%SZ";
+
+/// Removes the backups in `dir` whose time (in their name) is more than `days` days before `now`;
+/// returns how many.
+pub fn prune(dir: &Path, days: u32, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<usize> {
+    let cutoff = now - chrono::Duration::days(i64::from(days));
+    let mut removed = 0;
+    for item in std::fs::read_dir(dir)? {
+        let path = item?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stamp) = name
+            .strip_prefix(BACKUP_PREFIX)
+            .and_then(|n| n.strip_suffix(BACKUP_SUFFIX))
+        else {
+            continue;
+        };
+        let Ok(time) = chrono::NaiveDateTime::parse_from_str(stamp, BACKUP_TIME) else {
+            continue;
+        };
+        if time.and_utc() < cutoff {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 pub async fn run(args: &ExportArgs) -> anyhow::Result<()> {
+    let into_dir = args.file.is_dir();
+    anyhow::ensure!(
+        into_dir || args.keep_days.is_none(),
+        "--keep-days needs a folder to export into, not {}",
+        args.file.display()
+    );
+    let now = chrono::Utc::now();
+    let mut args = args.clone();
+    if into_dir {
+        let name = format!("{BACKUP_PREFIX}{}{BACKUP_SUFFIX}", now.format(BACKUP_TIME));
+        args.file = args.file.join(name);
+    }
+    let args = &args;
     let mut source = match &args.server {
         Some(url) => from_server(url).await?,
         None => Source::Store(open_store(&args.store).await?),
@@ -123,6 +169,13 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<()> {
             args.file.display().to_string()
         },
     ));
+    if let (Some(days), Some(dir)) = (args.keep_days, args.file.parent()) {
+        let removed = prune(dir, days, now)?;
+        eprintln!(
+            "removed {removed} backups older than {days} days from {}",
+            dir.display()
+        );
+    }
     Ok(())
 }
 

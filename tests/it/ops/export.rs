@@ -604,3 +604,63 @@ fn progress_on_a_terminal_in_a_pipe_and_quiet() {
     assert!(err.starts_with("exported 50 entries"), "{err}");
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 50);
 }
+
+/// Into a folder (what the backup CronJobs do): a gzipped, time-named backup, and `--keep-days`
+/// removes the backups older than that by the time in their name, and nothing else.
+#[test]
+fn a_backup_into_a_folder_keeps_n_days() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let backups = work.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let now = chrono::Utc::now();
+    let name = |days_ago: i64| {
+        format!(
+            "registry-db-{}.ndjson.gz",
+            (now - chrono::Duration::days(days_ago)).format("%Y%m%dT%H%M%SZ")
+        )
+    };
+    for file in [
+        name(30),
+        name(8),
+        name(6),
+        "notes.txt".to_string(),
+        "registry-db-garbled.ndjson.gz".to_string(),
+    ] {
+        std::fs::write(backups.join(file), b"old").unwrap();
+    }
+    let out = ok(bin().args([
+        "export",
+        backups.to_str().unwrap(),
+        "--keep-days",
+        "7",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("removed 2 backups older than 7 days"), "{err}");
+    let mut left: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(left.contains(&name(6)) && left.contains(&"notes.txt".to_string()));
+    assert!(left.contains(&"registry-db-garbled.ndjson.gz".to_string()));
+    let new = left
+        .iter()
+        .find(|n| **n != name(6) && n.starts_with("registry-db-2"))
+        .expect("the new backup");
+    // gzip, and an empty store's export is empty.
+    assert_eq!(gunzip(&std::fs::read(backups.join(new)).unwrap()), b"");
+    // --keep-days without a folder is refused.
+    let out = run(bin().args([
+        "export",
+        "-",
+        "--keep-days",
+        "7",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+}
