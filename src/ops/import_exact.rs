@@ -204,8 +204,8 @@ pub async fn restore(
             }
             Ok(entry) => batch.push((number, entry)),
         }
-        if batch.len() >= BATCH {
-            if let Err(e) = flush(
+        if batch.len() >= BATCH
+            && let Err(e) = flush(
                 store,
                 &mut batch,
                 overwrite,
@@ -214,10 +214,9 @@ pub async fn restore(
                 &mut advance,
             )
             .await
-            {
-                report.stopped = Some(e.to_string());
-                return report;
-            }
+        {
+            report.stopped = Some(e.to_string());
+            return report;
         }
     }
     if let Err(e) = flush(
