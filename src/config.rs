@@ -183,6 +183,9 @@ pub struct ReindexArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
+    /// No progress on standard error, only the summary line (the report still goes to stdout).
+    #[arg(long, short)]
+    pub quiet: bool,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]

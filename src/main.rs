@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use registry_db::config::{self, Cli, Command, MetricsAt};
-use registry_db::health::SweepOptions;
 use registry_db::router::router;
 use registry_db::server::{ServeOptions, serve};
 use registry_db::state::AppState;
@@ -50,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Sweep(args) => {
             tls_ready()?;
             let state = AppState::open(&args.store, Some(&args.probe)).await?;
-            let report = state.catalog.sweep(&SweepOptions::default()).await?;
+            let report = registry_db::ops::progress::sweep(&state.catalog, args.quiet).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

@@ -137,3 +137,38 @@ fn human(secs: f64) -> String {
         format!("{s}s")
     }
 }
+
+/// `registry-db sweep` with progress: probes done of the entries, read every redraw while the
+/// sweep runs, then a summary line of the verdicts.
+pub async fn sweep(
+    catalog: &crate::domain::catalog::Catalog,
+    quiet: bool,
+) -> Result<crate::health::SweepReport, crate::error::AppError> {
+    use std::sync::atomic::Ordering;
+    let count = crate::domain::catalog::SweepCount::default();
+    let mut progress = Progress::new("sweep", "probes", Mode::detect(quiet));
+    let opts = crate::health::SweepOptions::default();
+    let run = catalog.sweep_counted(&opts, &count);
+    tokio::pin!(run);
+    let mut shown = 0;
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report?,
+            () = tokio::time::sleep(REDRAW_EVERY) => {
+                let done = count.done.load(Ordering::Relaxed);
+                let total = count.total.load(Ordering::Relaxed);
+                progress.advance(done - shown, Some((done, total)));
+                shown = done;
+            }
+        }
+    };
+    let done = count.done.load(Ordering::Relaxed);
+    progress.advance(done - shown, None);
+    let secs = progress.elapsed().as_secs_f64();
+    progress.finish(&format!(
+        "swept {} entries in {secs:.1} s: {}",
+        count.total.load(Ordering::Relaxed),
+        serde_json::to_string(&report).unwrap_or_default()
+    ));
+    Ok(report)
+}

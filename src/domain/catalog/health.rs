@@ -2,6 +2,7 @@
 //! from the stored result within the cooldown) and the sweep of every entry.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,6 +130,15 @@ impl Catalog {
 
     /// Probes every entry once, with bounded concurrency, and records each verdict.
     pub async fn sweep(&self, opts: &SweepOptions) -> Result<SweepReport, AppError> {
+        self.sweep_counted(opts, &SweepCount::default()).await
+    }
+
+    /// [`Self::sweep`], counting into `count` as it goes (for a progress line).
+    pub async fn sweep_counted(
+        &self,
+        opts: &SweepOptions,
+        count: &SweepCount,
+    ) -> Result<SweepReport, AppError> {
         let started = std::time::Instant::now();
         let mut targets = Vec::new();
         let mut after: Option<String> = None;
@@ -143,9 +153,11 @@ impl Catalog {
                 None => break,
             }
         }
+        count.total.store(targets.len() as u64, Ordering::Relaxed);
         let store = self.store.clone();
         let report = run_sweep(&self.prober, targets, opts, |id, result| {
             let store = store.clone();
+            count.done.fetch_add(1, Ordering::Relaxed);
             async move {
                 match store.set_health(&id, &result).await {
                     Ok(_) => Ok(()),
@@ -157,6 +169,13 @@ impl Catalog {
         crate::metrics::sweep(started.elapsed());
         Ok(report)
     }
+}
+
+/// How far a sweep is: entries to probe, and probes done.
+#[derive(Debug, Default)]
+pub struct SweepCount {
+    pub total: AtomicU64,
+    pub done: AtomicU64,
 }
 
 /// Takes a finished check out of the map of checks in progress.

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytestring::ByteString;
 use serde_json::Value;
 
+pub use self::health::SweepCount;
 pub use self::ready::READY_TIMEOUT;
 
 use self::facets::FacetCache;

@@ -664,3 +664,70 @@ fn a_backup_into_a_folder_keeps_n_days() {
     ]));
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `registry-db sweep` shows its progress on standard error and ends with a summary line there;
+/// the report stays alone on standard output.
+#[test]
+fn a_sweep_shows_progress_and_a_summary() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    // Three entries whose registry port is closed: each probe ends at once, unreachable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = work.path().join("in.ndjson");
+    let lines: Vec<String> = (0..3)
+        .map(|i| {
+            json!({"container_registry_id": format!("w{i}"), "container_registry_name": "n",
+                   "container_registry_public_url": format!("http://127.0.0.1:{port}"),
+                   "container_registry_created_at": "2026-01-02T03:04:05.000Z",
+                   "container_registry_updated_at": "2026-01-02T03:04:05.000Z",
+                   "container_registry_version": 1})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(bin().args([
+        "import",
+        "--exact",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    let out = ok(bin().args([
+        "sweep",
+        "--probe-allow-loopback",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report alone on stdout");
+    assert_eq!(report["unreachable"], 3, "{report}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let progress: Vec<&str> = err.lines().filter(|l| l.starts_with("sweep: ")).collect();
+    assert!(
+        progress
+            .first()
+            .is_some_and(|l| l.starts_with("sweep: 0 probes done")),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("swept 3 entries in "),
+        "{err}"
+    );
+    let out = ok(bin().args([
+        "sweep",
+        "--quiet",
+        "--probe-allow-loopback",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.lines().any(|l| l.starts_with("sweep: ")), "{err}");
+    assert!(err.contains("swept 3 entries in "), "{err}");
+}
