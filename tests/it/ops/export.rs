@@ -11,6 +11,7 @@ use std::sync::Arc;
 use registry_db::domain::catalog::Catalog;
 use registry_db::domain::entry::ContainerRegistry;
 use registry_db::health::{ProbeConfig, Prober};
+use registry_db::ops::import_exact::MAX_LINE_BYTES;
 use registry_db::store::Store;
 use registry_db::store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
@@ -288,6 +289,9 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
         with("x-unknown", "container_registry_owner", json!("whoever")),
         "{not json".to_string(),
         good.to_string(),
+        // At the line limit: read, and refused for what it holds; one byte over: not read.
+        format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES - 8)),
+        format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES - 7)),
     ];
     let file = work.path().join("bad.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();
@@ -319,6 +323,11 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
         (7, "container_registry_owner"),
         (8, "is not JSON"),
         (9, "the id good is already on an earlier line"),
+        (10, "container_registry_created_at: is required"),
+        (
+            11,
+            "is 1048577 bytes long, over the 1048576 bytes an entry can take",
+        ),
     ] {
         assert!(
             err.lines()
@@ -326,7 +335,7 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
             "line {line} should say {says:?}: {err}"
         );
     }
-    assert!(err.contains("restored 1, replaced 0, identical 0, kept 0 (in the store and different; --overwrite replaces them), refused 8"), "{err}");
+    assert!(err.contains("restored 1, replaced 0, identical 0, kept 0 (in the store and different; --overwrite replaces them), refused 10"), "{err}");
     let out = ok(bin().args(["export", "-", "--quiet", "--data", data.to_str().unwrap()]));
     let exported: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
