@@ -223,6 +223,7 @@ impl Registry {
         &self,
         filter: &Filter,
     ) -> Result<(Arc<Facets>, Option<Duration>), AppError> {
+        super::owner::refuse_owner_field(filter)?;
         // Sized up front: growing it was a visible part of a list page's reallocations.
         let mut key = String::with_capacity(256);
         let _ = write!(key, "{filter:?}");

@@ -2,5 +2,6 @@
 
 pub mod entry;
 pub mod facets;
+pub mod owner;
 pub mod service;
 pub mod size;

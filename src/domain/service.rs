@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::entry::{ContainerRegistry, HEALTH, VERSION, validate_id};
 use super::facets::{FACET_CACHE_MAX_AGE, FacetCache};
+use super::owner::{Caller, refuse_owner_field};
 use crate::error::AppError;
 use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, probe_url, run_sweep};
 use crate::query::{Fields, Filter, Update};
@@ -246,6 +247,16 @@ impl Registry {
     /// Applies a MongoDB-style update with optimistic concurrency: read, apply, write if the version
     /// is unchanged, else retry on the fresh entry. Never inserts.
     pub async fn update(&self, id: &str, body: &Value) -> Result<ContainerRegistry, AppError> {
+        self.update_by(id, body, &Caller::Operator).await
+    }
+
+    /// [`update`](Self::update) on behalf of `caller`, who must own the entry (or be the operator).
+    pub async fn update_by(
+        &self,
+        id: &str,
+        body: &Value,
+        caller: &Caller,
+    ) -> Result<ContainerRegistry, AppError> {
         check_path_id(id)?;
         let plain = body
             .as_object()
@@ -268,6 +279,8 @@ impl Registry {
         };
         let update = Update::parse(body)?;
         for attempt in 0..UPDATE_ATTEMPTS {
+            // Checked on every attempt: a lost race may be a rotation that revoked the caller.
+            let owner = self.may_change(id, caller).await?;
             let Some(stored) = self.store.get(id).await? else {
                 return Err(AppError::NotFound(id.to_string()));
             };
@@ -283,7 +296,7 @@ impl Registry {
             let mut doc = Value::Object(old.to_json());
             update.apply(&mut doc)?;
             let new = ContainerRegistry::from_update(doc, &old)?;
-            match self.store.replace(&old, &new).await {
+            match self.store.replace_owned(&old, &new, owner.as_deref()).await {
                 Ok(()) => return Ok(new),
                 Err(StoreError::VersionConflict) => {
                     // Spread retries so contending writers do not collide in lockstep.
@@ -297,12 +310,23 @@ impl Registry {
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {
+        self.delete_by(id, &Caller::Operator).await
+    }
+
+    /// [`delete`](Self::delete) on behalf of `caller`, who must own the entry (or be the operator).
+    pub async fn delete_by(&self, id: &str, caller: &Caller) -> Result<(), AppError> {
         check_path_id(id)?;
-        if self.store.delete(id).await? {
-            Ok(())
-        } else {
-            Err(AppError::NotFound(id.to_string()))
+        for _ in 0..UPDATE_ATTEMPTS {
+            let owner = self.may_change(id, caller).await?;
+            match self.store.delete_owned(id, owner.as_deref()).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(AppError::NotFound(id.to_string())),
+                // The owner changed since it was checked: check again.
+                Err(StoreError::VersionConflict) => continue,
+                Err(other) => return Err(other.into()),
+            }
         }
+        Err(StoreError::VersionConflict.into())
     }
 
     /// One page of entries matching `filter`, resuming after `cursor`. Entries come in the order
@@ -314,6 +338,7 @@ impl Registry {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, AppError> {
+        refuse_owner_field(filter)?;
         let limit = limit.clamp(1, MAX_PAGE_LIMIT);
         let cursor = cursor.map(decode_cursor).transpose()?;
         // A cursor from a scan goes on scanning: the plan does not change within a listing.

@@ -61,6 +61,10 @@ impl StoredEntry {
     }
 }
 
+fn no_owners<S: Store + ?Sized>(store: &S) -> StoreError {
+    StoreError::Unavailable(format!("{} keeps no owners", store.describe()))
+}
+
 fn unreadable(id: &str, e: serde_json::Error) -> StoreError {
     StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}"))
 }
@@ -155,6 +159,61 @@ pub trait Store: Send + Sync + 'static {
     /// Rebuilds the tag index from the entries (for a store that predates it, or to remove stale
     /// keys). Safe to run while the service serves.
     async fn reindex(&self) -> Result<ReindexReport, StoreError>;
+
+    /// Inserts a new entry with its owner record (`domain::owner`), kept beside the entry and
+    /// never in its JSON. Stores that keep owners override this (and [`insert`](Self::insert)
+    /// is this with no owner).
+    async fn insert_owned(
+        &self,
+        entry: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match owner {
+            None => self.insert(entry).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
+
+    /// The owner record of an entry: `None` when there is no such entry, `Some(None)` when it has
+    /// no owner. Always read from the store itself (never a cache), so a rotation through another
+    /// process counts at once.
+    async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        Ok(self.get(id).await?.map(|_| None))
+    }
+
+    /// Sets the owner record of an entry if its current one is `expected` (`None`: no owner);
+    /// `false` when it was not (another rotation won). `NotFound` when there is no entry.
+    async fn set_owner(
+        &self,
+        _id: &str,
+        _expected: Option<&str>,
+        _owner: &str,
+    ) -> Result<bool, StoreError> {
+        Err(no_owners(self))
+    }
+
+    /// [`replace`](Self::replace), and only while the entry's owner record is `owner` (when
+    /// given); otherwise `VersionConflict`.
+    async fn replace_owned(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match owner {
+            None => self.replace(old, new).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
+
+    /// [`delete`](Self::delete), and only while the entry's owner record is `owner` (when given);
+    /// otherwise `VersionConflict`.
+    async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
+        match owner {
+            None => self.delete(id).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
 
     /// A short description for logs ("embedded store at ./data", "DynamoDB table T").
     fn describe(&self) -> String;

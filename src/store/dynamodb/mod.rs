@@ -40,7 +40,7 @@ use serde_dynamo::aws_sdk_dynamodb_1 as dynamo;
 use self::filter::TranslateOptions;
 use super::plan::{Plan, Posting, TagPlan, merge, storable_tag};
 use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
-use crate::domain::entry::{ContainerRegistry, HEALTH, ID, PUBLIC_URL, TAGS, VERSION};
+use crate::domain::entry::{ContainerRegistry, HEALTH, ID, OWNER, PUBLIC_URL, TAGS, VERSION};
 use crate::health::ProbeResult;
 
 /// The partition key attribute of the entries table, also the entry's id field.
@@ -664,10 +664,24 @@ async fn backoff(attempt: u32) {
 #[async_trait]
 impl Store for DynamoStore {
     async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError> {
+        self.insert_owned(entry, None).await
+    }
+
+    async fn insert_owned(
+        &self,
+        entry: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let id = &entry.container_registry_id;
+        // The owner is an attribute of the item but not of the entry: `stored` reads items back
+        // as entries, so it never reaches an answer.
+        let mut item = to_item(entry)?;
+        if let Some(owner) = owner {
+            item.insert(OWNER.to_string(), s(owner));
+        }
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_item(entry)?))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", KEY)
             .build()
@@ -704,6 +718,15 @@ impl Store for DynamoStore {
         old: &ContainerRegistry,
         new: &ContainerRegistry,
     ) -> Result<(), StoreError> {
+        self.replace_owned(old, new, None).await
+    }
+
+    async fn replace_owned(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let id = &new.container_registry_id;
         // SET every attribute but the key and the health result, which stays as the prober left it.
         let mut item = to_item(new)?;
@@ -712,9 +735,15 @@ impl Store for DynamoStore {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(id)))
-            .condition_expression("#a_v = :expected")
             .expression_attribute_names("#a_v", VERSION)
             .expression_attribute_values(":expected", n(old.container_registry_version));
+        update = match owner {
+            None => update.condition_expression("#a_v = :expected"),
+            Some(owner) => update
+                .condition_expression("#a_v = :expected AND #a_o = :owner")
+                .expression_attribute_names("#a_o", OWNER)
+                .expression_attribute_values(":owner", s(owner)),
+        };
         let mut sets = Vec::with_capacity(item.len());
         for (i, (name, value)) in item.into_iter().enumerate() {
             let (name_ph, value_ph) = if name == VERSION {
@@ -763,6 +792,10 @@ impl Store for DynamoStore {
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_owned(id, None).await
+    }
+
+    async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
         for attempt in 0..ATTEMPTS {
             // The index items to delete are the stored entry's tags, at the version read.
             let out = self
@@ -771,24 +804,36 @@ impl Store for DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(key_of(id)))
                 .consistent_read(true)
-                .projection_expression("#t, #v")
+                .projection_expression("#t, #v, #o")
                 .expression_attribute_names("#t", TAGS)
                 .expression_attribute_names("#v", VERSION)
+                .expression_attribute_names("#o", OWNER)
                 .send()
                 .await
                 .map_err(sdk_error)?;
             let Some(item) = out.item else {
                 return Ok(false);
             };
+            // Owned by someone else now (rotated since the caller was checked): not this
+            // caller's to delete.
+            if owner.is_some() && string_attr(&item, OWNER).as_deref() != owner {
+                return Err(StoreError::VersionConflict);
+            }
             let version = item.get(VERSION).cloned().unwrap_or_else(|| n(0));
             let delete = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key_of(id)))
-                .condition_expression("#v = :v")
                 .expression_attribute_names("#v", VERSION)
-                .expression_attribute_values(":v", version)
-                .build()
-                .map_err(build_error)?;
+                .expression_attribute_values(":v", version);
+            let delete = match owner {
+                None => delete.condition_expression("#v = :v"),
+                Some(owner) => delete
+                    .condition_expression("#v = :v AND #o = :o")
+                    .expression_attribute_names("#o", OWNER)
+                    .expression_attribute_values(":o", s(owner)),
+            }
+            .build()
+            .map_err(build_error)?;
             let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
             let mut spill = Vec::new();
             for tag in item_tags(&item) {
@@ -974,6 +1019,55 @@ impl Store for DynamoStore {
         // 4. From now on queries may trust the index.
         self.mark_index_complete().await?;
         Ok(report)
+    }
+
+    async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        // A consistent read on every call, nothing kept in the process: a rotation through any
+        // instance counts for every other at once.
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(id)))
+            .consistent_read(true)
+            .projection_expression("#id, #o")
+            .expression_attribute_names("#id", KEY)
+            .expression_attribute_names("#o", OWNER)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.item.map(|item| string_attr(&item, OWNER)))
+    }
+
+    async fn set_owner(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        // Conditional on the record that was read, so of two rotations from it exactly one lands.
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(id)))
+            .update_expression("SET #o = :new")
+            .expression_attribute_names("#id", KEY)
+            .expression_attribute_names("#o", OWNER)
+            .expression_attribute_values(":new", s(owner));
+        let update = match expected {
+            Some(expected) => update
+                .condition_expression("attribute_exists(#id) AND #o = :old")
+                .expression_attribute_values(":old", s(expected)),
+            None => update.condition_expression("attribute_exists(#id) AND attribute_not_exists(#o)"),
+        };
+        if condition_held(update.send().await)? {
+            return Ok(true);
+        }
+        match self.owner(id).await? {
+            None => Err(StoreError::NotFound(id.to_string())),
+            Some(_) => Ok(false),
+        }
     }
 
     fn describe(&self) -> String {
