@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::api::auth::{Access, WritePolicy};
 
 use crate::domain::service::{CheckPolicy, PROBE_SLOT_WAIT, Registry};
 use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
@@ -108,6 +111,52 @@ fn parse_deny(item: &str) -> Result<DenyItem, String> {
     parse_deny_item(item).map(DenyItem)
 }
 
+/// Who may write, and the abuse limits that go with it (`api::auth`, `api::rate_limit`).
+#[derive(Debug, Clone, Args)]
+pub struct WriteArgs {
+    /// Who may write: `open` (anyone), `operator` (REGISTRY_DB_WRITE_TOKEN only) or `owners`
+    /// (anyone creates; an entry's owner token or the operator changes it) [default: `operator`
+    /// when REGISTRY_DB_WRITE_TOKEN is set, else `open`].
+    #[arg(long, env = "REGISTRY_DB_WRITES", value_enum)]
+    pub writes: Option<WritePolicy>,
+    /// Inside Lambda behind IAM auth: the IAM principal ARNs that are operators, comma-separated
+    /// (`arn:...:assumed-role/Ops/*` names every session of a role).
+    #[arg(long, env = "REGISTRY_DB_OPERATOR_PRINCIPALS", value_delimiter = ',')]
+    pub operator_principals: Vec<String>,
+    /// Creates per client address and hour (0: no limit) [default: 20 under `owners`, else no
+    /// limit].
+    #[arg(long, env = "REGISTRY_DB_CREATES_PER_HOUR")]
+    pub creates_per_hour: Option<u32>,
+    /// Health checks per client address and minute (0: no limit) [default: 60 under `owners`,
+    /// else no limit].
+    #[arg(long, env = "REGISTRY_DB_CHECKS_PER_MINUTE")]
+    pub checks_per_minute: Option<u32>,
+    /// The header a trusted proxy in front writes the client's address in (its last address
+    /// counts), e.g. `X-Forwarded-For` [default: none: the socket's peer address].
+    #[arg(long, env = "REGISTRY_DB_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<HeaderName>,
+}
+
+impl WriteArgs {
+    /// The access settings, given the operator's token.
+    pub fn access(&self, write_token: Option<&str>) -> Access {
+        let policy = self
+            .writes
+            .unwrap_or_else(|| WritePolicy::default_for(write_token));
+        Access {
+            policy: Some(policy),
+            operator_principals: self
+                .operator_principals
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            limits: Access::default_limits(policy, self.creates_per_hour, self.checks_per_minute),
+            client_ip_header: self.client_ip_header.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Listen address.
@@ -120,6 +169,8 @@ pub struct ServeArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub writes: WriteArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -201,16 +252,18 @@ pub fn write_token() -> Option<Arc<str>> {
 }
 
 /// Inside Lambda the same settings come from the environment, with DynamoDB as the default store.
-pub fn lambda_settings() -> anyhow::Result<(StoreArgs, ProbeArgs)> {
+pub fn lambda_settings() -> anyhow::Result<(StoreArgs, ProbeArgs, WriteArgs)> {
     #[derive(Parser)]
     struct LambdaEnv {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         probe: ProbeArgs,
+        #[command(flatten)]
+        writes: WriteArgs,
     }
     // Lambda defaults to DynamoDB; an explicit REGISTRY_DB_STORE still wins.
     let store_default = std::env::var("REGISTRY_DB_STORE").unwrap_or_else(|_| "dynamodb".into());
     let parsed = LambdaEnv::try_parse_from(["registry-db", "--store", &store_default])?;
-    Ok((parsed.store, parsed.probe))
+    Ok((parsed.store, parsed.probe, parsed.writes))
 }

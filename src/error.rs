@@ -28,6 +28,20 @@ pub enum AppError {
     PayloadTooLarge(usize),
     #[error("this write needs the header Authorization: Bearer <token>")]
     Unauthorized,
+    /// An `Authorization` header that is malformed, too long, or carries no usable token; the
+    /// text says which (and never repeats the header).
+    #[error("{0}")]
+    BadCredentials(String),
+    /// A client's bucket for `what` is empty: try again after `retry_after_secs`.
+    #[error(
+        "too many {what} from this address: at most {burst} per {per_secs} s; try again in {retry_after_secs} s"
+    )]
+    RateLimited {
+        what: &'static str,
+        burst: u32,
+        per_secs: u64,
+        retry_after_secs: u64,
+    },
     #[error("no route for {0}")]
     NoRoute(String),
     #[error("method {method} is not allowed on {path}")]
@@ -61,7 +75,8 @@ impl AppError {
             AppError::NotFound(_) | AppError::NoRoute(_) => StatusCode::NOT_FOUND,
             AppError::AlreadyExists(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized | AppError::BadCredentials(_) => StatusCode::UNAUTHORIZED,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::TooManyProbes { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -82,7 +97,8 @@ impl AppError {
             AppError::AlreadyExists(_) => "already_exists",
             AppError::Conflict(_) => "update_conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
-            AppError::Unauthorized => "unauthorized",
+            AppError::Unauthorized | AppError::BadCredentials(_) => "unauthorized",
+            AppError::RateLimited { .. } => "rate_limited",
             AppError::Forbidden { code, .. } => code,
             AppError::TooManyProbes { .. } => "too_many_probes",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -124,7 +140,16 @@ impl IntoResponse for AppError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            AppError::BadCredentials(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
             AppError::TooManyProbes {
+                retry_after_secs, ..
+            }
+            | AppError::RateLimited {
                 retry_after_secs, ..
             } => {
                 response

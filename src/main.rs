@@ -17,11 +17,15 @@ async fn main() -> anyhow::Result<()> {
         // thread of its own, it overlaps the rest of init and the wait for the first event instead
         // of delaying the first `next`. The first HTTPS request waits for it if need be.
         std::thread::spawn(|| drop(registry_db::tls::client_config()));
-        let (store, probe) = config::lambda_settings()?;
+        let (store, probe, writes) = config::lambda_settings()?;
         let registry = config::registry(&store, &probe).await?;
+        let write_token = config::write_token();
+        let access = writes.access(write_token.as_deref());
+        tracing::info!(writes = access.policy.map(|p| p.as_str()), limits = %access.limits.describe(), "registry-db Lambda function ready");
         let app = router(AppState {
             registry: registry.clone(),
-            write_token: config::write_token(),
+            access,
+            write_token,
         });
         return lambda::run(registry, app)
             .await
@@ -32,9 +36,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             tls_ready()?;
             let registry = config::registry(&args.store, &args.probe).await?;
+            let write_token = config::write_token();
             let opts = ServeOptions {
                 addr: args.addr,
-                write_token: config::write_token(),
+                access: args.writes.access(write_token.as_deref()),
+                write_token,
                 sweep_every: args.sweep_every.map(Duration::from_secs),
             };
             serve(registry, opts).await

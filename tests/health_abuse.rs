@@ -100,6 +100,7 @@ fn app_with(store: Arc<dyn Store>, cfg: ProbeConfig, checks: CheckPolicy) -> Rou
     router(AppState {
         registry,
         write_token: None,
+        access: Default::default(),
     })
 }
 

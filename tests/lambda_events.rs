@@ -69,6 +69,7 @@ async fn http_events_through_from_str_and_the_router() {
     let app = router(AppState {
         registry,
         write_token: None,
+        access: Default::default(),
     });
     for (name, expected) in HTTP_EVENTS {
         let request =
@@ -109,6 +110,7 @@ async fn http_and_scheduled_events_through_the_lambda_handler() {
     let app = router(AppState {
         registry: registry.clone(),
         write_token: None,
+        access: Default::default(),
     });
     let invoke = |name: &str| {
         let payload: Value = serde_json::from_str(&event(name)).unwrap();
@@ -169,6 +171,7 @@ async fn an_event_that_is_neither_http_nor_scheduled_is_an_error_not_a_panic() {
     let app = router(AppState {
         registry: registry.clone(),
         write_token: None,
+        access: Default::default(),
     });
     let out = handle(
         &registry,

@@ -571,6 +571,7 @@ fn app_with_facet_age(store: std::sync::Arc<dyn registry_db::store::Store>, secs
     registry_db::api::router(registry_db::api::AppState {
         registry,
         write_token: None,
+        access: Default::default(),
     })
 }
 

@@ -168,8 +168,11 @@ impl Registry {
         id: &str,
         caller: &Caller,
     ) -> Result<Option<String>, AppError> {
-        if *caller == Caller::Operator {
-            return Ok(None);
+        match caller {
+            Caller::Operator => return Ok(None),
+            // Before the store is read: no credentials is a 401 whether or not the id exists.
+            Caller::Anonymous => return Err(AppError::Unauthorized),
+            _ => {}
         }
         let owner = self
             .store()
@@ -196,6 +199,9 @@ impl Registry {
     /// record it read, and the others answer 409.
     pub async fn rotate_owner(&self, id: &str, caller: &Caller) -> Result<OwnerToken, AppError> {
         validate_id(id).map_err(|_| AppError::NotFound(id.to_string()))?;
+        if *caller == Caller::Anonymous {
+            return Err(AppError::Unauthorized);
+        }
         let current = self
             .store()
             .owner(id)

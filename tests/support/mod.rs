@@ -154,6 +154,7 @@ pub fn app(store: Arc<dyn Store>, write_token: Option<&str>) -> Router {
     router(AppState {
         registry,
         write_token: write_token.map(Arc::from),
+        access: Default::default(),
     })
 }
 
