@@ -39,7 +39,7 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, store = %registry.store().describe(), writes = policy.as_str(), limits = %opts.access.limits.describe(), "registry-db listening");
+    tracing::info!(addr = %local, store = %registry.store().describe(), writes = %policy.as_str(), limits = %opts.access.limits.describe(), "registry-db listening");
     // A machine-readable line on stdout, so scripts and tests started with port 0 learn the port.
     println!("registry-db listening on http://{local}");
     let _ = std::io::stdout().flush();
@@ -68,8 +68,8 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
         listener,
         axum::ServiceExt::into_make_service_with_connect_info::<std::net::SocketAddr>(app),
     )
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("registry-db stopped");
     Ok(())
 }

@@ -53,7 +53,9 @@ impl WritePolicy {
     }
 }
 
-/// The write policy and what goes with it, beside [`AppState::write_token`].
+/// The write policy and what goes with it, beside [`AppState::write_token`]. The default is the
+/// policy the write token implies, with no limits.
+#[derive(Default)]
 pub struct Access {
     /// `None`: [`WritePolicy::default_for`] the write token.
     pub policy: Option<WritePolicy>,
@@ -63,17 +65,6 @@ pub struct Access {
     pub limits: RateLimits,
     /// The header a trusted proxy puts the client's address in (off: the socket's peer).
     pub client_ip_header: Option<HeaderName>,
-}
-
-impl Default for Access {
-    fn default() -> Self {
-        Access {
-            policy: None,
-            operator_principals: Vec::new(),
-            limits: RateLimits::default(),
-            client_ip_header: None,
-        }
-    }
 }
 
 impl Access {
@@ -184,7 +175,9 @@ fn caller(parts: &Parts, state: &AppState) -> Result<Caller, AppError> {
         _ => return Err(bad("the Authorization header must be \"Bearer <token>\"")),
     };
     if token.is_empty() {
-        return Err(bad("the Authorization header carries no token after \"Bearer\""));
+        return Err(bad(
+            "the Authorization header carries no token after \"Bearer\"",
+        ));
     }
     if let Some(expected) = state.write_token.as_deref()
         && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))

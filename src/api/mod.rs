@@ -20,9 +20,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::auth::{Access, ClientAddr, WritePolicy, WriteAccess};
-use self::rate_limit::Limited;
+use self::auth::{Access, ClientAddr, WriteAccess, WritePolicy};
 use self::body::JsonBody;
+use self::rate_limit::Limited;
 use self::schema::*;
 use crate::domain::facets::Facets;
 use crate::domain::owner::{Caller, OwnerToken, principal_record};

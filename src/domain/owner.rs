@@ -12,10 +12,10 @@ use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::entry::{ContainerRegistry, OWNER, validate_id};
+use super::entry::{ContainerRegistry, OWNER, ValidationError, validate_id};
 use super::service::Registry;
 use crate::error::AppError;
-use crate::query::{Fields, Filter, QueryError};
+use crate::query::{Fields, Filter, QueryError, Update};
 
 /// Every owner token starts with this, so that secret scanners can recognize a leaked one.
 pub const TOKEN_PREFIX: &str = "rdbo_";
@@ -160,6 +160,20 @@ pub fn refuse_owner_field(filter: &Filter) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Updates cannot touch the owner record, not even an `$unset` (which would otherwise do nothing,
+/// silently): a 400 naming the field, as for the other managed fields.
+pub fn refuse_owner_update(update: &Update) -> Result<(), AppError> {
+    if update
+        .paths()
+        .any(|p| p == OWNER || p.strip_prefix(OWNER).is_some_and(|r| r.starts_with('.')))
+    {
+        return Err(
+            ValidationError::new(OWNER, "is managed by the server and cannot be written").into(),
+        );
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Whether `caller` may change entry `id` now (see [`Caller::may_change`]); the operator is
     /// answered without reading the store.
@@ -264,7 +278,9 @@ mod tests {
         let token = token.reveal();
         assert_eq!(Caller::Operator.may_change(None).unwrap(), None);
         assert_eq!(
-            Caller::Token(token.clone()).may_change(Some(&record)).unwrap(),
+            Caller::Token(token.clone())
+                .may_change(Some(&record))
+                .unwrap(),
             Some(record.clone())
         );
         assert!(Caller::Token(token.clone()).may_change(None).is_err());

@@ -278,6 +278,7 @@ impl Registry {
             _ => body,
         };
         let update = Update::parse(body)?;
+        super::owner::refuse_owner_update(&update)?;
         for attempt in 0..UPDATE_ATTEMPTS {
             // Checked on every attempt: a lost race may be a rotation that revoked the caller.
             let owner = self.may_change(id, caller).await?;

@@ -368,10 +368,12 @@ pub struct RegistryPage {
     pub pull: String,
     pub login: Option<String>,
     pub insecure: Option<String>,
+    /// Whether someone other than the operator owns the listing (never who, never a token).
+    pub owned: bool,
 }
 
 impl RegistryPage {
-    fn new(e: ContainerRegistry) -> RegistryPage {
+    fn new(e: ContainerRegistry, owned: bool) -> RegistryPage {
         let now = Utc::now();
         let prefix = e.container_registry_image_prefix.clone();
         let host = view::registry_host(&prefix).to_string();
@@ -413,6 +415,7 @@ impl RegistryPage {
             created_at: e.container_registry_created_at,
             updated_at: e.container_registry_updated_at,
             version: e.container_registry_version,
+            owned,
         }
     }
 }
@@ -456,7 +459,10 @@ fn health_rows(h: &crate::health::ProbeResult) -> Vec<Row> {
 async fn registry_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match state.registry.get(&id).await {
         Ok(entry) => match page_entry(entry) {
-            Ok(entry) => render(StatusCode::OK, &RegistryPage::new(entry)),
+            Ok(entry) => match state.registry.has_owner(&id).await {
+                Ok(owned) => render(StatusCode::OK, &RegistryPage::new(entry, owned)),
+                Err(e) => page_error(e),
+            },
             Err(e) => page_error(e),
         },
         Err(e) => page_error(e),

@@ -265,6 +265,11 @@ pub fn start_server_logging_to(args: &[&str], envs: &[(&str, &str)], stderr: Std
         "REGISTRY_DB_ADDR",
         "REGISTRY_DB_PROBE_ALLOW_LOOPBACK",
         "REGISTRY_DB_SWEEP_EVERY",
+        "REGISTRY_DB_WRITES",
+        "REGISTRY_DB_OPERATOR_PRINCIPALS",
+        "REGISTRY_DB_CREATES_PER_HOUR",
+        "REGISTRY_DB_CHECKS_PER_MINUTE",
+        "REGISTRY_DB_CLIENT_IP_HEADER",
     ] {
         cmd.env_remove(key);
     }

@@ -1059,7 +1059,9 @@ impl Store for DynamoStore {
             Some(expected) => update
                 .condition_expression("attribute_exists(#id) AND #o = :old")
                 .expression_attribute_values(":old", s(expected)),
-            None => update.condition_expression("attribute_exists(#id) AND attribute_not_exists(#o)"),
+            None => {
+                update.condition_expression("attribute_exists(#id) AND attribute_not_exists(#o)")
+            }
         };
         if condition_held(update.send().await)? {
             return Ok(true);
