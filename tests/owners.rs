@@ -1228,3 +1228,40 @@ async fn with_public_write_routes_owner_tokens_work_through_lambda() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["code"], "rate_limited");
 }
+
+#[tokio::test]
+async fn the_authorization_header_is_read_up_to_its_limit_and_refused_past_it() {
+    use registry_db::api::auth::MAX_AUTHORIZATION_BYTES;
+    let (store, _dir) = support::embedded_store();
+    let app = owners_app(store, RateLimits::default());
+    let token = create(&app, "e").await;
+    let put = |header: String| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder()
+                .method("PUT")
+                .uri("/container_registry/e")
+                .header("authorization", header)
+                .header("content-type", "application/json")
+                .body(Body::from(rename("x").to_string()))
+                .unwrap();
+            let response = app.oneshot(req).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    // The owner's token padded with spaces to exactly the limit: read, trimmed, accepted.
+    let at_limit = format!("Bearer {token}");
+    let at_limit = format!(
+        "{at_limit}{}",
+        " ".repeat(MAX_AUTHORIZATION_BYTES - at_limit.len())
+    );
+    assert_eq!(at_limit.len(), MAX_AUTHORIZATION_BYTES);
+    let (status, text) = put(at_limit.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // One byte more: refused before anything is compared.
+    let (status, text) = put(format!("{at_limit} ")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(text.contains("longer than 1024 bytes"), "{text}");
+}
