@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         let registry = config::registry(&store, &probe).await?;
         let write_token = config::write_token();
         let access = writes.access(write_token.as_deref());
-        tracing::info!(writes = access.policy.map(|p| p.as_str()), limits = %access.limits.describe(), "registry-db Lambda function ready");
+        tracing::info!(writes = access.policy.map_or("open", |p| p.as_str()), limits = %access.limits.describe(), "registry-db Lambda function ready");
         let app = router(AppState {
             registry: registry.clone(),
             access,
