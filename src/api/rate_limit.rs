@@ -147,8 +147,10 @@ impl Limiter {
         let elapsed = now.saturating_sub(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * refill).min(burst);
         bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        // A hair of slack for floating-point rounding, so that a client that waited the
+        // Retry-After it was told always finds its token.
+        if bucket.tokens >= 1.0 - 1e-9 {
+            bucket.tokens = (bucket.tokens - 1.0).max(0.0);
             Ok(())
         } else {
             // Whole seconds, rounded up: a client that waits that long finds a token.
@@ -317,6 +319,28 @@ mod tests {
         assert_ne!(client_key(Some(v4)), client_key(Some(v4b)));
         assert_eq!(client_key(Some(v4)), client_key(Some(mapped)));
         assert_ne!(client_key(Some(v4)), client_key(None));
+    }
+
+    #[test]
+    fn a_client_that_waits_its_retry_after_gets_through_at_any_rate() {
+        for (burst, per) in [(3, 3600), (7, 3600), (20, 3600), (60, 60), (13, 77)] {
+            let limiter = Limiter::new(Rate {
+                burst,
+                per: Duration::from_secs(per),
+            });
+            let mut now = Duration::ZERO;
+            for _ in 0..burst {
+                limiter.take(1, now).unwrap();
+            }
+            for _ in 0..5 {
+                let wait = limiter.take(1, now).unwrap_err();
+                now += Duration::from_secs(wait);
+                assert!(
+                    limiter.take(1, now).is_ok(),
+                    "{burst}/{per} s after {wait} s"
+                );
+            }
+        }
     }
 
     #[test]
