@@ -1265,3 +1265,58 @@ async fn the_authorization_header_is_read_up_to_its_limit_and_refused_past_it() 
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(text.contains("longer than 1024 bytes"), "{text}");
 }
+
+#[tokio::test]
+async fn the_client_is_the_trusted_headers_last_address_only_when_a_setting_names_it() {
+    let (store, _dir) = support::embedded_store();
+    let app_for = |header: Option<&str>| {
+        router(AppState {
+            registry: Registry::new(store.clone(), loopback_prober(500)),
+            write_token: None,
+            access: Access {
+                policy: Some(WritePolicy::Owners),
+                limits: RateLimits::new(Some(Rate::per_hour(1)), None),
+                client_ip_header: header.map(|h| h.parse().unwrap()),
+                ..Access::default()
+            },
+        })
+    };
+    let post = |app: Router, id: &str, forwarded: &str| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/container_registry")
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", forwarded)
+            .body(Body::from(entry(id, id).to_string()))
+            .unwrap();
+        // Every request comes through the same proxy.
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 2], 40000))));
+        async move { app.oneshot(req).await.unwrap().status() }
+    };
+    // Behind a trusted proxy: the last address (the one the proxy appended) is the client; what
+    // the client itself wrote before it does not count.
+    let behind = app_for(Some("x-forwarded-for"));
+    assert_eq!(
+        post(behind.clone(), "a", "198.51.100.1").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        post(behind.clone(), "b", "192.0.2.9, 198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        post(behind.clone(), "c", "198.51.100.2").await,
+        StatusCode::CREATED
+    );
+    // Without the setting the header is anyone's to write: ignored, the peer counts.
+    let direct = app_for(None);
+    assert_eq!(
+        post(direct.clone(), "d", "198.51.100.3").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        post(direct.clone(), "e", "198.51.100.4").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
