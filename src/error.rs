@@ -10,6 +10,11 @@ use crate::domain::entry::ValidationError;
 use crate::health::ProbeResult;
 use crate::query::QueryError;
 
+/// The `Retry-After` (seconds) of every 503: the store's client has already retried with backoff
+/// (`store::dynamodb`, SDK settings), so what is left is an outage or throttling that outlasts a
+/// few seconds; a second lets a client try again soon without hammering a struggling store.
+pub const STORE_RETRY_AFTER_SECS: u64 = 1;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("invalid entry: {0}")]
@@ -132,6 +137,13 @@ impl IntoResponse for AppError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}
+        }
+        // Every 503, whatever produced it, says when to come back.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORE_RETRY_AFTER_SECS),
+            );
         }
         response
     }
