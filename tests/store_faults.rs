@@ -583,3 +583,56 @@ async fn under_the_issues_fault_mix_every_acknowledged_write_holds() {
 async fn under_the_issues_fault_mix_writes_hold_even_when_dynamodb_ignores_tokens() {
     mixed_workload_under_faults(true, 1806).await;
 }
+
+/// The real binary (`DynamoStore::connect`, the SDK settings it applies) over the proxy: a read
+/// throttled on all of its tries answers 503 with `Retry-After` after exactly
+/// [`SDK_MAX_ATTEMPTS`] tries (the SDK's default would be 3), and a create whose answer was lost
+/// answers 201.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_retries_as_configured_and_answers_a_lost_create_as_created() {
+    let table = support::dynamo_store_named("faultsbin").await.table;
+    let proxy = FaultProxy::start(&support::dynalite(), 5, Rates::NONE, false).await;
+    let envs = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let server = tokio::task::block_in_place(|| {
+        support::start_server(&["--store", "dynamodb", "--table", &table], &envs)
+    });
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    for _ in 0..SDK_MAX_ATTEMPTS {
+        proxy.script("GetItem", Fault::Throttle);
+    }
+    let response = client
+        .get(format!("{}/container_registry/b1", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()[header::RETRY_AFTER.as_str()], "1");
+    assert_eq!(
+        proxy.scripted_left(),
+        0,
+        "the SDK gave up before its fifth try"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "store_unavailable");
+
+    proxy.script("TransactWriteItems", Fault::ResetAfter);
+    let response = client
+        .post(format!("{}/container_registry", server.base))
+        .json(&entry("b1", "binary", &["gpu"]))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(count(&proxy.counts().reset_after), 1);
+    assert_eq!(stored(&table).await["b1"].0, "binary");
+    assert_index_agrees(&table).await;
+}
