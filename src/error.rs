@@ -11,8 +11,8 @@ use crate::health::ProbeResult;
 use crate::query::QueryError;
 
 /// The `Retry-After` (seconds) of every 503: the store's client has already retried with backoff
-/// (`store::dynamodb`, SDK settings), so what is left is an outage or throttling that outlasts a
-/// few seconds; a second lets a client try again soon without hammering a struggling store.
+/// (`store::dynamodb`, SDK settings), so what is left is an outage or throttling that outlasts
+/// those retries; a second lets a client try again soon without hammering a struggling store.
 pub const STORE_RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]

@@ -90,7 +90,8 @@ const ATTEMPTS: u32 = 16;
 // own), tries of the transaction started within WRITE_BUDGET, the last of which may take a whole
 // operation, and one read back after a failed condition: 3 operations and the budget, under 30 s.
 /// Tries of one request, the first included (the SDK's default is 3): with throttling or a burst of
-/// 5xx, five tries spread over about 1.5 s ride out most of it before the caller sees a 503.
+/// 5xx, five tries (up to 0.75 s of backoff between them) ride out most of it before the caller
+/// sees a 503.
 pub const SDK_MAX_ATTEMPTS: u32 = 5;
 /// Backoff before the first retry; each next one doubles, with full jitter, up to
 /// [`SDK_MAX_BACKOFF`] (the SDK's defaults are 1 s and 20 s: far too slow for a 30 s request).
@@ -1057,7 +1058,9 @@ impl Store for DynamoStore {
         let health = dynamo::to_attribute_value(health).map_err(|e| {
             StoreError::Unavailable(format!("cannot encode the health result: {e}"))
         })?;
-        // One UpdateItem touches only the health field, so it never races an owner's update.
+        // One UpdateItem touches only the health field, so it never races an owner's update. A
+        // retry of it after a lost answer is the same write again and its condition still holds:
+        // unlike the entry's writes, it needs no token and no read back.
         let result = self
             .client
             .update_item()
