@@ -15,6 +15,8 @@
 //! the limits of [`retry_config`] and [`timeout_config`]. A retried write may have applied already
 //! (its answer was lost), so every transaction carries a `ClientRequestToken`, one per logical
 //! write: DynamoDB answers a repeat of it as the first attempt's success without writing again.
+//! (The SDK would fill in one per call by itself; ours also spans our own retries of a request
+//! still in progress, and is renewed only after DynamoDB said the request wrote nothing.)
 //! Should the condition on the entry still fail after a write was sent more than once (the token
 //! outlived, or an endpoint that ignores it), the entry is read back and the write counts as done
 //! when what is stored is what it wrote.
