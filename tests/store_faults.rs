@@ -30,8 +30,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use registry_db::error::STORE_RETRY_AFTER_SECS;
 use registry_db::store::dynamodb::filter::TranslateOptions;
 use registry_db::store::dynamodb::{
-    DynamoStore, SDK_ATTEMPT_TIMEOUT, SDK_MAX_ATTEMPTS, default_tag_table, retry_config,
-    sdk_http_client, timeout_config,
+    DynamoStore, SDK_ATTEMPT_TIMEOUT, SDK_MAX_ATTEMPTS, SDK_OPERATION_TIMEOUT, default_tag_table,
+    retry_config, sdk_http_client, timeout_config,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -686,4 +686,71 @@ async fn a_try_slower_than_the_per_try_timeout_is_tried_again() {
         assert_eq!(held["s1"].2, 1, "written once");
         assert_index_agrees(&rig.table).await;
     }
+}
+
+/// Tries that all hang are cut off by `SDK_OPERATION_TIMEOUT`: a 503 with `Retry-After` after as
+/// many whole tries as fit in it (three of 2 s in 6 s), not five tries of 2 s and their backoffs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tries_that_all_hang_end_at_the_operation_timeout() {
+    let rig = rig(7, Rates::NONE, false).await;
+    for _ in 0..SDK_MAX_ATTEMPTS {
+        rig.proxy
+            .script("GetItem", Fault::Delay(SDK_OPERATION_TIMEOUT));
+    }
+    let (status, headers, body) = send(&rig.app, "GET", "/container_registry/h1", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    let fit = SDK_OPERATION_TIMEOUT.as_millis() / SDK_ATTEMPT_TIMEOUT.as_millis();
+    assert_eq!(count(&rig.proxy.counts().requests) as u128, fit);
+    assert_eq!(
+        rig.proxy.scripted_left(),
+        SDK_MAX_ATTEMPTS as usize - fit as usize
+    );
+}
+
+/// DynamoDB cancels a transaction that meets a concurrent one (TransactionConflict): it wrote
+/// nothing, so the store tries again, each time as a new request (a new token), until it goes
+/// through; the entry is written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_transaction_is_tried_again_under_a_new_token() {
+    let rig = rig(8, Rates::NONE, false).await;
+    rig.proxy.script("TransactWriteItems", Fault::Conflict);
+    rig.proxy.script("TransactWriteItems", Fault::Conflict);
+    let (status, _, body) = send(
+        &rig.app,
+        "POST",
+        "/container_registry",
+        Some(entry("x1", "contended", &["gpu", "eu"])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let tokens = rig.proxy.transaction_tokens();
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.as_ref().is_some_and(|t| t.len() <= 36)),
+        "{tokens:?}"
+    );
+    assert_eq!(
+        tokens.iter().collect::<BTreeSet<_>>().len(),
+        3,
+        "{tokens:?}"
+    );
+    assert_eq!(stored(&rig.table).await["x1"].2, 1);
+    assert_index_agrees(&rig.table).await;
+    // And a lost answer's retry is the same request under the same token.
+    rig.proxy.script("TransactWriteItems", Fault::ResetAfter);
+    let (status, _, body) = send(
+        &rig.app,
+        "PUT",
+        "/container_registry/x1",
+        Some(json!({"$set": {"container_registry_name": "settled"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tokens = rig.proxy.transaction_tokens();
+    assert_eq!(tokens.len(), 5, "{tokens:?}");
+    assert_eq!(tokens[3], tokens[4], "a retry carries its write's token");
+    assert_ne!(tokens[3], tokens[2], "another write, another token");
 }

@@ -38,6 +38,9 @@ pub enum Fault {
     ResetAfter,
     /// Forwarded after this long (whether or not the client still waits).
     Delay(Duration),
+    /// 400 TransactionCanceledException, every action's reason TransactionConflict (what DynamoDB
+    /// answers when a concurrent transaction holds an item), not forwarded.
+    Conflict,
 }
 
 /// How often each random fault hits a request (fractions of 1; the rest are forwarded).
@@ -92,6 +95,8 @@ struct Shared {
     strip_tokens: bool,
     next_request: AtomicU64,
     counts: Counts,
+    /// The `ClientRequestToken` of every TransactWriteItems request, in arrival order.
+    tokens: Mutex<Vec<Option<String>>>,
 }
 
 pub struct FaultProxy {
@@ -124,6 +129,7 @@ impl FaultProxy {
             strip_tokens,
             next_request: AtomicU64::new(0),
             counts: Counts::default(),
+            tokens: Mutex::new(Vec::new()),
         });
         let for_accept = shared.clone();
         let accept = tokio::spawn(async move {
@@ -167,6 +173,11 @@ impl FaultProxy {
     pub fn counts(&self) -> &Counts {
         &self.shared.counts
     }
+
+    /// The `ClientRequestToken` of every TransactWriteItems request so far, in arrival order.
+    pub fn transaction_tokens(&self) -> Vec<Option<String>> {
+        self.shared.tokens.lock().unwrap().clone()
+    }
 }
 
 struct Request {
@@ -184,7 +195,29 @@ async fn serve(shared: Arc<Shared>, mut client: TcpStream) -> std::io::Result<()
         let fault = choose(&shared, &request.operation);
         let counts = &shared.counts;
         counts.requests.fetch_add(1, Ordering::Relaxed);
+        if request.operation == "TransactWriteItems" {
+            let token = serde_json::from_slice::<serde_json::Value>(&request.body)
+                .ok()
+                .and_then(|doc| Some(doc.get("ClientRequestToken")?.as_str()?.to_string()));
+            shared.tokens.lock().unwrap().push(token);
+        }
         match fault {
+            Some(Fault::Conflict) => {
+                let actions = serde_json::from_slice::<serde_json::Value>(&request.body)
+                    .ok()
+                    .and_then(|doc| Some(doc.get("TransactItems")?.as_array()?.len()))
+                    .unwrap_or(1);
+                let reasons = vec![
+                    r#"{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}"#;
+                    actions
+                ];
+                let body = format!(
+                    r#"{{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]","CancellationReasons":[{}]}}"#,
+                    reasons.join(",")
+                );
+                client.write_all(&answer(400, &body)).await?;
+                continue;
+            }
             Some(Fault::Throttle) => {
                 counts.throttled.fetch_add(1, Ordering::Relaxed);
                 let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
