@@ -46,6 +46,19 @@ pub enum AppError {
     /// The registry did not answer as an OCI registry; the probe result travels in `data`.
     #[error("{}", .0.error.clone().unwrap_or_else(|| "the registry did not answer as an OCI registry".into()))]
     Unhealthy(Box<ProbeResult>),
+    /// A bound of the local server is reached (see `server::conn`): try again after
+    /// `retry_after_secs`.
+    #[error("the server is at its limit of {what}; try again in {retry_after_secs} s")]
+    Busy {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
+    /// The client did not send its whole body within the body timeout (seconds).
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
+    /// Handling the request took longer than the request timeout (seconds).
+    #[error("the request took longer than {0} s to handle; try again shortly")]
+    RequestTimeout(u64),
     #[error("the service could not reach its store; try again shortly")]
     Store(String),
     #[error("internal error")]
@@ -66,7 +79,10 @@ impl AppError {
             AppError::TooManyProbes { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unhealthy(_) => StatusCode::BAD_GATEWAY,
-            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Store(_) | AppError::Busy { .. } | AppError::RequestTimeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +105,9 @@ impl AppError {
             AppError::Unhealthy(r) if r.reachable => "not_a_registry",
             AppError::Unhealthy(r) if r.refused_by.is_some() => "probe_refused",
             AppError::Unhealthy(_) => "unreachable",
+            AppError::Busy { .. } => "server_busy",
+            AppError::BodyTimeout(_) => "body_timeout",
+            AppError::RequestTimeout(_) => "request_timeout",
             AppError::Store(_) => "store_unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -126,10 +145,25 @@ impl IntoResponse for AppError {
             }
             AppError::TooManyProbes {
                 retry_after_secs, ..
+            }
+            | AppError::Busy {
+                retry_after_secs, ..
             } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            AppError::RequestTimeout(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            AppError::BodyTimeout(_) => {
+                // What is left of the body is never read: the connection cannot carry another
+                // request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

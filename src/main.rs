@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
                 addr: args.addr,
                 write_token: config::write_token(),
                 sweep_every: args.sweep_every.map(Duration::from_secs),
+                connections: args.connections.limits(&args.probe),
             };
             serve(registry, opts).await
         }
