@@ -562,3 +562,160 @@ fn two_thousand_stalled_uploads_keep_peak_memory_bounded() {
     assert!(answers.contains_key("503"), "{answers:?}");
     assert!(answers.contains_key("408"), "{answers:?}");
 }
+
+#[test]
+fn a_stop_signal_closes_idle_connections_and_answers_the_request_in_flight_before_exiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut server = start_with_open_files(
+        4096,
+        &[
+            "--data",
+            data,
+            "--request-timeout-secs",
+            "2",
+            "--body-timeout-secs",
+            "120",
+            "--idle-timeout-secs",
+            "120",
+            "--header-timeout-secs",
+            "120",
+        ],
+    );
+    let addr = addr(&server.base);
+    let mut idle = connect(addr);
+    let mut half = connect(addr);
+    half.write_all(PARTIAL_HEAD).unwrap();
+    let mut busy = connect(addr);
+    busy.write_all(
+        b"POST /container_registry HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let answer = read_answer(&mut busy, Duration::from_secs(10)).expect("100 Continue");
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for (what, s) in [("idle", &mut idle), ("half-sent", &mut half)] {
+        let (closed, sent) = closed_within(s, Duration::from_secs(10));
+        assert!(
+            closed,
+            "the {what} connection stayed open after the stop signal"
+        );
+        assert!(sent.is_empty(), "{what}: {sent:?}");
+    }
+    // The request in flight is answered (here by its request timeout), not dropped.
+    let (_, sent) = closed_within(&mut busy, Duration::from_secs(20));
+    assert!(sent.starts_with("HTTP/1.1 503"), "{sent}");
+    assert!(sent.contains("request_timeout"), "{sent}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn past_the_body_budget_an_upload_is_a_503_with_retry_after_until_room_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // 1 MiB: exactly four bodies of the largest size.
+    let server = support::start_server(
+        &[
+            "--data",
+            data,
+            "--body-budget-mib",
+            "1",
+            "--body-timeout-secs",
+            "120",
+            "--request-timeout-secs",
+            "120",
+        ],
+        &[],
+    );
+    let addr = addr(&server.base);
+    let head = format!(
+        "POST /container_registry HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        256 * 1024
+    );
+    // Hyper's `100 Continue` comes when the body is first read, after its room is taken.
+    let mut stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = connect(addr);
+            s.write_all(head.as_bytes()).unwrap();
+            let answer = read_answer(&mut s, Duration::from_secs(10)).expect("100 Continue");
+            assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+            s.write_all(b"{").unwrap();
+            s
+        })
+        .collect();
+    let client = client();
+    let create = |id: &str| {
+        client
+            .post(format!("{}/container_registry", server.base))
+            .json(&support::entry(id, id))
+            .send()
+            .expect("an answer")
+    };
+    let resp = create("one");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["code"], "server_busy", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("request bodies being read"),
+        "{body}"
+    );
+    // GETs read no body and are not held up.
+    still_answers(&client, &server.base);
+    drop(stalled.pop());
+    // The dropped upload's handler gives its room back as it fails; allow it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = create("two");
+        if resp.status() == 201 {
+            break;
+        }
+        assert_eq!(resp.status(), 503);
+        assert!(
+            Instant::now() < deadline,
+            "the room of a closed upload never came back"
+        );
+    }
+}
+
+#[test]
+fn a_request_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431() {
+    const MAX: usize = registry_db::server::conn::MAX_HEAD_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(&["--data", dir.path().to_str().unwrap()], &[]);
+    let addr = addr(&server.base);
+    let head = |len: usize| {
+        let start = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+        let end = "\r\n\r\n";
+        format!("{start}{}{end}", "a".repeat(len - start.len() - end.len()))
+    };
+    for (len, status) in [(MAX, "200"), (MAX + 1, "431")] {
+        let mut s = connect(addr);
+        let head = head(len);
+        assert_eq!(head.len(), len);
+        s.write_all(head.as_bytes()).unwrap();
+        let answer = read_answer(&mut s, Duration::from_secs(10)).expect("an answer");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{len} bytes: {answer}"
+        );
+    }
+}

@@ -43,8 +43,8 @@ use tower::{Service, ServiceExt};
 use crate::api::body::BodyLimits;
 use crate::error::AppError;
 
-/// Largest request head (request line and headers) a connection buffers; a larger one is
-/// answered 431. Hyper's default (about 400 KiB) times the connection cap would not fit a
+/// Largest request head (request line, headers and the blank line) a connection reads; a larger
+/// one is answered 431. Hyper's default (about 400 KiB) times the connection cap would not fit a
 /// 256 MiB pod; 128 KiB still takes the page's longest filter URLs.
 pub const MAX_HEAD_BYTES: usize = 128 * 1024;
 
@@ -172,9 +172,12 @@ where
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // No `header_read_timeout`: the watchdog below applies it (see the module's comment).
+    // The read buffer has room for a largest head and a little more, so that the head's own
+    // size, not where a read happened to end, decides.
     http.timer(TokioTimer::new())
         .header_read_timeout(None)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_HEAD_BYTES + 8 * 1024);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut next_id: u64 = 0;
     let mut last_accept_error: Option<Instant> = None;
@@ -351,7 +354,7 @@ async fn handle<S>(
     shared: Arc<Shared>,
     conn: Arc<Conn>,
     mut req: hyper::Request<Incoming>,
-) -> Result<Response, Infallible>
+) -> Result<hyper::Response<Tracked>, Infallible>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -372,11 +375,10 @@ where
             AppError::RequestTimeout(timeout.as_secs()).into_response()
         }
     };
-    Ok(response.map(|body| {
-        Body::new(Tracked {
-            inner: body,
-            _busy: busy,
-        })
+    // Not boxed again into a `Body`: hyper takes any body type.
+    Ok(response.map(|body| Tracked {
+        inner: body,
+        _busy: busy,
     }))
 }
 
