@@ -107,27 +107,26 @@ fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
-/// This process's open-files soft limit raised to at least `want` (for the floods below), when
-/// the hard limit allows; fails loudly otherwise.
+/// This process's open-files soft limit raised to its hard limit, which must allow `want` (the
+/// floods below may run at the same time, so each takes what it can); fails loudly otherwise.
 fn raise_own_open_files(want: u64) {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current.is_some_and(|c| c >= want) || limit.current.is_none() {
-        return;
-    }
     assert!(
         limit.maximum.is_none_or(|m| m >= want),
         "this test needs {want} open files; the hard limit is {:?}",
         limit.maximum
     );
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(want),
-            maximum: limit.maximum,
-        },
-    )
-    .unwrap();
+    if limit.current != limit.maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+        .unwrap();
+    }
 }
 
 /// A `registry-db serve` started under `prlimit --nofile=N:N` (soft and hard), so that it cannot
@@ -279,11 +278,15 @@ fn a_stalled_body_is_cut_with_a_408_in_the_envelope() {
             "--data",
             data,
             "--body-timeout-secs",
-            "1",
+            "2",
             "--request-timeout-secs",
             "120",
+            // Shorter than the body timeout: neither may cut a connection with a request in
+            // flight, so the answer must be the body timeout's 408.
             "--idle-timeout-secs",
-            "120",
+            "1",
+            "--header-timeout-secs",
+            "1",
         ],
         &[],
     );
@@ -295,7 +298,7 @@ fn a_stalled_body_is_cut_with_a_408_in_the_envelope() {
     let (closed, sent) = closed_within(&mut s, Duration::from_secs(10));
     assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
     assert!(sent.contains("\"code\":\"body_timeout\""), "{sent}");
-    assert!(sent.contains("within 1 s"), "{sent}");
+    assert!(sent.contains("within 2 s"), "{sent}");
     assert!(closed, "the connection of a cut body stays open: {sent}");
     still_answers(&client(), &server.base);
 }
@@ -423,7 +426,7 @@ fn at_the_connection_cap_a_new_connection_waits_for_a_busy_one_and_displaces_an_
 #[test]
 fn two_thousand_idle_and_half_sent_sockets_under_a_1024_file_limit_leave_requests_answering() {
     const SOCKETS: usize = 2000;
-    raise_own_open_files(SOCKETS as u64 + 256);
+    raise_own_open_files(2 * SOCKETS as u64 + 512);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     // As in the issue: 1,024 open files, which the server cannot raise. It lowers a cap set
@@ -456,8 +459,12 @@ fn two_thousand_idle_and_half_sent_sockets_under_a_1024_file_limit_leave_request
         }
     }
     still_answers(&client, &server.base);
+    // The cap keeps room under the limit for the store and for probes (one per probe in flight).
     let fds = open_fds(server.child.id());
-    assert!(fds < 1024, "the server holds {fds} files");
+    assert!(
+        fds <= 1024 - 256,
+        "the server holds {fds} of its 1,024 files"
+    );
     // A client that keeps its connection busy keeps it: requests on one connection all answer.
     let mut s = connect(addr);
     for _ in 0..5 {
@@ -476,7 +483,7 @@ fn two_thousand_stalled_uploads_keep_peak_memory_bounded() {
     /// the issue). Bounded: an empty server (about 30 MiB), the 8 MiB budget, and a few KiB per
     /// connection.
     const BOUND_MIB: u64 = 160;
-    raise_own_open_files(UPLOADS as u64 + 256);
+    raise_own_open_files(2 * UPLOADS as u64 + 512);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let server = support::start_server(
