@@ -243,7 +243,14 @@ where
         let service = {
             let (app, shared, conn) = (app.clone(), shared.clone(), conn.clone());
             hyper::service::service_fn(move |req| {
-                handle(app.clone(), shared.clone(), conn.clone(), req)
+                // Busy from the moment hyper hands the request over, before the handler's first
+                // poll: an eviction in between would drop a request that had arrived whole.
+                conn.in_flight.fetch_add(1, Ordering::AcqRel);
+                let busy = Busy {
+                    conn: conn.clone(),
+                    shared: shared.clone(),
+                };
+                handle(app.clone(), busy, req)
             })
         };
         let connection = graceful.watch(http.serve_connection(io, service));
@@ -347,24 +354,18 @@ async fn watch<C>(
     drop(slot);
 }
 
-/// One request: marks the connection busy until its answer is handed over whole, gives the body
-/// its limits, and bounds the handling by the request timeout.
+/// One request, its connection marked `busy` until its answer is handed over whole: gives the
+/// body its limits and bounds the handling by the request timeout.
 async fn handle<S>(
     app: S,
-    shared: Arc<Shared>,
-    conn: Arc<Conn>,
+    busy: Busy,
     mut req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Tracked>, Infallible>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    conn.in_flight.fetch_add(1, Ordering::AcqRel);
-    let busy = Busy {
-        conn,
-        shared: shared.clone(),
-    };
-    req.extensions_mut().insert(shared.limits.body.clone());
-    let timeout = shared.limits.request_timeout;
+    req.extensions_mut().insert(busy.shared.limits.body.clone());
+    let timeout = busy.shared.limits.request_timeout;
     let response = match tokio::time::timeout(timeout, app.oneshot(req.map(Body::new))).await {
         Ok(Ok(response)) => response,
         Err(_) => {
