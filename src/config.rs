@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::body::BodyLimits;
-use crate::domain::service::{CheckPolicy, PROBE_SLOT_WAIT, Registry};
+use crate::domain::catalog::{CheckPolicy, PROBE_SLOT_WAIT};
 use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
 use crate::server::conn::Limits;
 use crate::store::Store;
@@ -72,7 +72,7 @@ pub struct StoreArgs {
     /// On DynamoDB, which other instances also write to, facet counts are reused for at most this
     /// many seconds (0: counted on every request); a write through this instance drops them at
     /// once. The embedded store, which only this process writes, keeps them until its next write.
-    #[arg(long, env = "REGISTRY_DB_FACET_CACHE_SECS", default_value_t = crate::domain::facets::FACET_CACHE_MAX_AGE.as_secs())]
+    #[arg(long, env = "REGISTRY_DB_FACET_CACHE_SECS", default_value_t = crate::domain::catalog::FACET_CACHE_MAX_AGE.as_secs())]
     pub facet_cache_secs: u64,
     /// The embedded store keeps up to this many MiB of entries (each at most 16 KiB) in memory for
     /// GETs and tag queries; 0 turns the cache off. Ignored on DynamoDB.
@@ -83,14 +83,14 @@ pub struct StoreArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
     /// Timeout of one health probe, in milliseconds.
-    #[arg(long, env = "REGISTRY_DB_PROBE_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "REGISTRY_DB_PROBE_TIMEOUT_MS", default_value_t = crate::health::probe::DEFAULT_TIMEOUT.as_millis() as u64)]
     pub probe_timeout_ms: u64,
     /// Let probes reach loopback addresses (for registries on the same machine).
     #[arg(long, env = "REGISTRY_DB_PROBE_ALLOW_LOOPBACK")]
     pub probe_allow_loopback: bool,
     /// Within this many seconds of an entry's last probe, a health check answers the stored result
     /// instead of probing again (0 probes every time).
-    #[arg(long, env = "REGISTRY_DB_PROBE_COOLDOWN_SECS", default_value_t = 30)]
+    #[arg(long, env = "REGISTRY_DB_PROBE_COOLDOWN_SECS", default_value_t = crate::domain::catalog::DEFAULT_PROBE_COOLDOWN.as_secs())]
     pub probe_cooldown_secs: u64,
     /// Probes in flight at once, on-demand checks and sweeps together (sweeps take at most three
     /// quarters); a check that finds no slot within 2 s is a 429.
@@ -235,13 +235,6 @@ impl ProbeArgs {
             slot_wait: PROBE_SLOT_WAIT,
         }
     }
-}
-
-/// Builds the registry service from store and probe settings.
-pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
-    Ok(Registry::new(store.open().await?, probe.prober())
-        .with_check_policy(probe.check_policy())
-        .with_facet_max_age(Duration::from_secs(store.facet_cache_secs)))
 }
 
 /// `REGISTRY_DB_WRITE_TOKEN`, when set and not blank.

@@ -1,14 +1,36 @@
-//! The one error type of the service, mapped once to a status code and the JSON envelope
-//! `{"success": false, "error": "...", "code": "..."}`.
+//! The one error type of the service and the stable machine-readable code of each case. What an
+//! error is over HTTP (its status, the JSON envelope, the headers) is the API's: `api/error.rs`.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-
-use crate::api::schema::ErrorResponse;
-use crate::domain::entry::ValidationError;
 use crate::health::ProbeResult;
 use crate::query::QueryError;
+
+/// A rule an entry broke: which field, and why, in words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+    /// The stable code of the 400: `invalid_entry`, or `entry_too_large` past the size limit.
+    pub code: &'static str,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            field: field.into(),
+            message: message.into(),
+            code: "invalid_entry",
+        }
+    }
+
+    /// The entry as a whole is over the size limit (see `domain::size`).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ValidationError {
+            code: "entry_too_large",
+            ..ValidationError::new("entry", message)
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -66,27 +88,6 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::Invalid(_) | AppError::Query(_) | AppError::BadRequest { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            AppError::NotFound(_) | AppError::NoRoute(_) => StatusCode::NOT_FOUND,
-            AppError::AlreadyExists(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            AppError::TooManyProbes { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Unhealthy(_) => StatusCode::BAD_GATEWAY,
-            AppError::Store(_) | AppError::Busy { .. } | AppError::RequestTimeout(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
     /// A stable machine-readable code beside the sentence.
     pub fn code(&self) -> &'static str {
         match self {
@@ -111,62 +112,5 @@ impl AppError {
             AppError::Store(_) => "store_unavailable",
             AppError::Internal(_) => "internal",
         }
-    }
-
-    fn data(&self) -> Option<Value> {
-        match self {
-            AppError::Invalid(e) => Some(json!({ "field": e.field })),
-            AppError::Unhealthy(r) => serde_json::to_value(r).ok(),
-            _ => None,
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        match &self {
-            AppError::Store(detail) => tracing::error!(error = %detail, "store failure"),
-            AppError::Internal(detail) => tracing::error!(error = %detail, "internal failure"),
-            _ => {}
-        }
-        let body = ErrorResponse {
-            success: false,
-            error: self.to_string(),
-            code: self.code().into(),
-            data: self.data(),
-        };
-        let mut response = (status, axum::Json(body)).into_response();
-        match self {
-            AppError::Unauthorized => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            AppError::TooManyProbes {
-                retry_after_secs, ..
-            }
-            | AppError::Busy {
-                retry_after_secs, ..
-            } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            }
-            AppError::RequestTimeout(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
-            }
-            AppError::BodyTimeout(_) => {
-                // What is left of the body is never read: the connection cannot carry another
-                // request.
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            _ => {}
-        }
-        response
     }
 }

@@ -4,25 +4,23 @@
 pub mod conn;
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{AppState, service};
-use crate::domain::service::Registry;
 use crate::health::SweepOptions;
+use crate::router::service;
+use crate::state::AppState;
 
 pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
-    pub write_token: Option<Arc<str>>,
     pub sweep_every: Option<Duration>,
     /// Timeouts, connection cap and body budget (`config::ConnArgs`).
     pub connections: conn::Limits,
 }
 
-pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()> {
-    if opts.write_token.is_none() {
+pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
+    if state.write_token.is_none() {
         tracing::warn!(
             "REGISTRY_DB_WRITE_TOKEN is not set: anyone who can reach this server can create, update and delete entries"
         );
@@ -53,7 +51,7 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
     limits.max_connections = cap;
     tracing::info!(
         addr = %local,
-        store = %registry.store().describe(),
+        store = %state.catalog.store().describe(),
         max_connections = limits.max_connections,
         open_files_limit = open_files,
         header_timeout_secs = limits.header_timeout.as_secs(),
@@ -69,23 +67,20 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
     let _ = std::io::stdout().flush();
 
     if let Some(every) = opts.sweep_every {
-        let registry = registry.clone();
+        let catalog = state.catalog.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if let Err(e) = registry.sweep(&SweepOptions::default()).await {
+                if let Err(e) = catalog.sweep(&SweepOptions::default()).await {
                     tracing::error!(error = %e, "health sweep failed");
                 }
             }
         });
     }
 
-    let app = service(AppState {
-        registry,
-        write_token: opts.write_token,
-    });
+    let app = service(state);
     conn::run(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("registry-db stopped");
     Ok(())
