@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use clap::Parser;
-use registry_db::api::{AppState, router};
 use registry_db::config::{self, Cli, Command};
 use registry_db::health::SweepOptions;
+use registry_db::router::router;
 use registry_db::server::{ServeOptions, serve};
+use registry_db::state::AppState;
 use registry_db::{lambda, telemetry};
 
 #[tokio::main]
@@ -18,12 +19,9 @@ async fn main() -> anyhow::Result<()> {
         // of delaying the first `next`. The first HTTPS request waits for it if need be.
         std::thread::spawn(|| drop(registry_db::tls::client_config()));
         let (store, probe) = config::lambda_settings()?;
-        let registry = config::registry(&store, &probe).await?;
-        let app = router(AppState {
-            registry: registry.clone(),
-            write_token: config::write_token(),
-        });
-        return lambda::run(registry, app)
+        let state = AppState::open(&store, Some(&probe)).await?;
+        let catalog = state.catalog.clone();
+        return lambda::run(catalog, router(state))
             .await
             .map_err(|e| anyhow::anyhow!(e));
     }
@@ -31,13 +29,13 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
             tls_ready()?;
-            let registry = config::registry(&args.store, &args.probe).await?;
+            let state = AppState::open(&args.store, Some(&args.probe)).await?;
             let opts = ServeOptions {
                 addr: args.addr,
-                write_token: config::write_token(),
                 sweep_every: args.sweep_every.map(Duration::from_secs),
+                connections: args.connections.limits(&args.probe),
             };
-            serve(registry, opts).await
+            serve(state, opts).await
         }
         Command::Reindex(args) => {
             let store = args.store.open().await?;
@@ -47,8 +45,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sweep(args) => {
             tls_ready()?;
-            let registry = config::registry(&args.store, &args.probe).await?;
-            let report = registry.sweep(&SweepOptions::default()).await?;
+            let state = AppState::open(&args.store, Some(&args.probe)).await?;
+            let report = state.catalog.sweep(&SweepOptions::default()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

@@ -1,23 +1,26 @@
-//! The local server: the same router on a TCP listener, optional periodic sweeps, graceful stop.
+//! The local server: the same router on a TCP listener, within the bounds of [`conn`], optional
+//! periodic sweeps, graceful stop.
+
+pub mod conn;
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{AppState, service};
-use crate::domain::service::Registry;
 use crate::health::SweepOptions;
+use crate::router::service;
+use crate::state::AppState;
 
 pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
-    pub write_token: Option<Arc<str>>,
     pub sweep_every: Option<Duration>,
+    /// Timeouts, connection cap and body budget (`config::ConnArgs`).
+    pub connections: conn::Limits,
 }
 
-pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()> {
-    if opts.write_token.is_none() {
+pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
+    if state.write_token.is_none() {
         tracing::warn!(
             "REGISTRY_DB_WRITE_TOKEN is not set: anyone who can reach this server can create, update and delete entries"
         );
@@ -26,32 +29,59 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, store = %registry.store().describe(), "registry-db listening");
+    let mut limits = opts.connections;
+    let (open_files, raised_from) = conn::raise_open_files_limit();
+    if let Some(from) = raised_from {
+        tracing::info!(
+            from,
+            to = open_files,
+            "raised the open-files soft limit to the hard limit"
+        );
+    }
+    let cap = conn::effective_cap(limits.max_connections, open_files, limits.reserved_fds);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            setting = limits.max_connections,
+            cap,
+            open_files,
+            reserved = limits.reserved_fds,
+            "connection cap lowered to fit under the open-files limit"
+        );
+    }
+    limits.max_connections = cap;
+    tracing::info!(
+        addr = %local,
+        store = %state.catalog.store().describe(),
+        max_connections = limits.max_connections,
+        open_files_limit = open_files,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        body_timeout_secs = limits.body.timeout().as_secs(),
+        request_timeout_secs = limits.request_timeout.as_secs(),
+        body_budget_bytes = limits.body.budget_bytes(),
+        max_head_bytes = conn::MAX_HEAD_BYTES,
+        "registry-db listening"
+    );
     // A machine-readable line on stdout, so scripts and tests started with port 0 learn the port.
     println!("registry-db listening on http://{local}");
     let _ = std::io::stdout().flush();
 
     if let Some(every) = opts.sweep_every {
-        let registry = registry.clone();
+        let catalog = state.catalog.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if let Err(e) = registry.sweep(&SweepOptions::default()).await {
+                if let Err(e) = catalog.sweep(&SweepOptions::default()).await {
                     tracing::error!(error = %e, "health sweep failed");
                 }
             }
         });
     }
 
-    let app = service(AppState {
-        registry,
-        write_token: opts.write_token,
-    });
-    axum::serve(listener, axum::ServiceExt::into_make_service(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = service(state);
+    conn::run(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("registry-db stopped");
     Ok(())
 }

@@ -3,17 +3,17 @@
 
 pub mod auth;
 pub mod body;
-mod log;
+mod error;
+pub mod log;
 mod raw;
 pub mod schema;
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,18 +22,12 @@ use utoipa_axum::routes;
 use self::auth::WriteAccess;
 use self::body::JsonBody;
 use self::schema::*;
-use crate::domain::facets::Facets;
-use crate::domain::service::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Registry};
+use crate::domain::catalog::Facets;
+use crate::domain::catalog::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::error::AppError;
 use crate::health::is_probe_user_agent;
 use crate::query::Filter;
-
-/// What the handlers share. The router holds it in one `Arc`, so a request clones one pointer
-/// rather than the registry's several.
-pub struct AppState {
-    pub registry: Registry,
-    pub write_token: Option<Arc<str>>,
-}
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,8 +63,9 @@ impl utoipa::Modify for WriteTokenScheme {
 /// The name of the security scheme that marks an operation as a write.
 pub const WRITE_SECURITY: &str = "write_token";
 
-/// Every documented route, once: the router and the OpenAPI document are both split from this.
-fn api_routes() -> OpenApiRouter<Arc<AppState>> {
+/// Every documented route, once: the router (`crate::router`) and the OpenAPI document are both
+/// split from this.
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_entry))
         .routes(routes!(get_entry, update_entry, delete_entry))
@@ -80,38 +75,9 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(liveness))
 }
 
-/// The router, serving `/openapi.json` beside the documented routes.
-pub fn router(state: AppState) -> Router {
-    let (routes, doc) = api_routes().split_for_parts();
-    // The document never changes: serialize it once, not on every request.
-    let doc_json = serde_json::to_string(&doc).expect("the OpenAPI document serializes");
-    let serve_doc = move || {
-        let body = doc_json.clone();
-        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-    };
-    let routes = routes
-        .route("/openapi.json", get(serve_doc))
-        .merge(crate::web::routes())
-        .fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed);
-    // Each route pays for a layer on every request: leave it out when it would log nothing.
-    let routes = if log::wanted() {
-        routes.layer(log::LogLayer)
-    } else {
-        routes
-    };
-    routes.with_state(Arc::new(state))
-}
-
-/// The local server's service: the router, with a handler's panic answered as a 500 (see
-/// [`log::CatchPanic`]).
-pub fn service(state: AppState) -> log::CatchPanic<Router> {
-    log::CatchPanic::new(router(state))
-}
-
 /// The OpenAPI document alone (for tests and tooling).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    routes().split_for_parts().1
 }
 
 /// Create a container registry entry.
@@ -137,7 +103,7 @@ async fn create_entry(
         code: "invalid_json",
         message: "the request body must be a JSON object describing the registry".into(),
     })?;
-    let entry = state.registry.create(body).await?;
+    let entry = state.catalog.create(body).await?;
     let location = format!("/container_registry/{}", entry.container_registry_id);
     let body = CreatedResponse {
         success: true,
@@ -168,7 +134,7 @@ async fn get_entry(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    raw::entry_response(async |body| state.registry.get_into(&id, body).await).await
+    raw::entry_response(async |body| state.catalog.get_into(&id, body).await).await
 }
 
 /// Update an entry with MongoDB-style operators ($set, $unset, $addToSet, $pull, $push) or a plain
@@ -198,7 +164,7 @@ async fn update_entry(
         code: "invalid_update",
         message: "the request body must be a JSON update document, e.g. {\"$set\": {\"container_registry_name\": \"new\"}}".into(),
     })?;
-    let entry = state.registry.update(&id, &body).await?;
+    let entry = state.catalog.update(&id, &body).await?;
     Ok(Json(UpdatedResponse {
         success: true,
         data: UpdatedData {
@@ -226,7 +192,7 @@ async fn delete_entry(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeletedResponse>, AppError> {
-    state.registry.delete(&id).await?;
+    state.catalog.delete(&id).await?;
     Ok(Json(DeletedResponse {
         success: true,
         data: DeletedData {
@@ -256,7 +222,7 @@ async fn query_entries(
     let params = PageParams::parse(query.as_deref())?;
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
     let page = state
-        .registry
+        .catalog
         .query(
             &filter,
             params.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
@@ -295,7 +261,7 @@ async fn query_facets(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
-    let (facets, age) = state.registry.facets_with_age(&filter).await?;
+    let (facets, age) = state.catalog.facets_with_age(&filter).await?;
     let body = Json(FacetsResponse {
         success: true,
         data: Facets::clone(&facets),
@@ -342,7 +308,7 @@ async fn check_health(
             message: "this request comes from a registry-db health probe; a health probe never triggers another health check".into(),
         });
     }
-    let check = state.registry.check_health(&id).await?;
+    let check = state.catalog.check_health(&id).await?;
     let mut response = if check.result.answered() {
         Json(HealthResponse {
             success: true,
@@ -410,22 +376,15 @@ impl PageParams {
     }
 }
 
-async fn no_route(uri: Uri) -> AppError {
+/// The answer to a path no route serves, pages included.
+pub async fn no_route(uri: Uri) -> AppError {
     AppError::NoRoute(uri.path().to_string())
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
+/// The answer to a method a route does not serve.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
     AppError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_string(),
     }
-}
-
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    AppError::Internal(format!("handler panicked: {detail}")).into_response()
 }
