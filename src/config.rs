@@ -9,10 +9,11 @@ use std::time::Duration;
 use axum::http::HeaderName;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::api::auth::{Access, WritePolicy};
-
-use crate::domain::service::{CheckPolicy, PROBE_SLOT_WAIT, Registry};
+use crate::access::{Access, WritePolicy};
+use crate::api::body::BodyLimits;
+use crate::domain::catalog::{CheckPolicy, PROBE_SLOT_WAIT};
 use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
+use crate::server::conn::Limits;
 use crate::store::Store;
 use crate::store::dynamodb::{DynamoStore, default_tag_table};
 use crate::store::embedded::EmbeddedStore;
@@ -73,7 +74,7 @@ pub struct StoreArgs {
     /// On DynamoDB, which other instances also write to, facet counts are reused for at most this
     /// many seconds (0: counted on every request); a write through this instance drops them at
     /// once. The embedded store, which only this process writes, keeps them until its next write.
-    #[arg(long, env = "REGISTRY_DB_FACET_CACHE_SECS", default_value_t = crate::domain::facets::FACET_CACHE_MAX_AGE.as_secs())]
+    #[arg(long, env = "REGISTRY_DB_FACET_CACHE_SECS", default_value_t = crate::domain::catalog::FACET_CACHE_MAX_AGE.as_secs())]
     pub facet_cache_secs: u64,
     /// The embedded store keeps up to this many MiB of entries (each at most 16 KiB) in memory for
     /// GETs and tag queries; 0 turns the cache off. Ignored on DynamoDB.
@@ -84,14 +85,14 @@ pub struct StoreArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
     /// Timeout of one health probe, in milliseconds.
-    #[arg(long, env = "REGISTRY_DB_PROBE_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "REGISTRY_DB_PROBE_TIMEOUT_MS", default_value_t = crate::health::probe::DEFAULT_TIMEOUT.as_millis() as u64)]
     pub probe_timeout_ms: u64,
     /// Let probes reach loopback addresses (for registries on the same machine).
     #[arg(long, env = "REGISTRY_DB_PROBE_ALLOW_LOOPBACK")]
     pub probe_allow_loopback: bool,
     /// Within this many seconds of an entry's last probe, a health check answers the stored result
     /// instead of probing again (0 probes every time).
-    #[arg(long, env = "REGISTRY_DB_PROBE_COOLDOWN_SECS", default_value_t = 30)]
+    #[arg(long, env = "REGISTRY_DB_PROBE_COOLDOWN_SECS", default_value_t = crate::domain::catalog::DEFAULT_PROBE_COOLDOWN.as_secs())]
     pub probe_cooldown_secs: u64,
     /// Probes in flight at once, on-demand checks and sweeps together (sweeps take at most three
     /// quarters); a check that finds no slot within 2 s is a 429.
@@ -171,6 +172,56 @@ pub struct ServeArgs {
     pub probe: ProbeArgs,
     #[command(flatten)]
     pub writes: WriteArgs,
+    #[command(flatten)]
+    pub connections: ConnArgs,
+}
+
+/// The local server's bounds on connections and request bodies (`server::conn`, `api::body`).
+/// The defaults fit a 256 MiB pod: 512 connections with at most 128 KiB of head each, and 32 MiB
+/// of bodies being read, leave room for the caches and the store.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Seconds a request head (request line and headers) may take to arrive, from its first byte.
+    #[arg(long, env = "REGISTRY_DB_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may wait for its next request before it is closed. Longer than the
+    /// idle timeout of a proxy in front (ALB and ingress-nginx: 60 s), so that the proxy closes
+    /// first and never sends a request on a connection being closed.
+    #[arg(long, env = "REGISTRY_DB_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may take to arrive whole; past it the answer is a 408.
+    #[arg(long, env = "REGISTRY_DB_BODY_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Seconds the handling of one request (its body included) may take; past it the answer is
+    /// a 503 with `Retry-After`.
+    #[arg(long, env = "REGISTRY_DB_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+    /// Connections open at once; at the cap a new one closes the longest-idle connection, or
+    /// waits when every connection has a request in flight. Lowered at start to fit under the
+    /// open-files limit.
+    #[arg(long, env = "REGISTRY_DB_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// MiB of request bodies being read at once, all requests together (at least one largest
+    /// body); a body that finds no room within 2 s is a 503 with `Retry-After`.
+    #[arg(long, env = "REGISTRY_DB_BODY_BUDGET_MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub body_budget_mib: u64,
+}
+
+impl ConnArgs {
+    /// The limits, with the open files kept for probes (one each) beside the server's own.
+    pub fn limits(&self, probe: &ProbeArgs) -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            reserved_fds: crate::server::conn::RESERVED_FDS + probe.probe_max_in_flight as u64,
+            body: BodyLimits::new(
+                (self.body_budget_mib as usize) << 20,
+                Duration::from_secs(self.body_timeout_secs),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -234,13 +285,6 @@ impl ProbeArgs {
             slot_wait: PROBE_SLOT_WAIT,
         }
     }
-}
-
-/// Builds the registry service from store and probe settings.
-pub async fn registry(store: &StoreArgs, probe: &ProbeArgs) -> anyhow::Result<Registry> {
-    Ok(Registry::new(store.open().await?, probe.prober())
-        .with_check_policy(probe.check_policy())
-        .with_facet_max_age(Duration::from_secs(store.facet_cache_secs)))
 }
 
 /// `REGISTRY_DB_WRITE_TOKEN`, when set and not blank.

@@ -1,14 +1,41 @@
-//! The one error type of the service, mapped once to a status code and the JSON envelope
-//! `{"success": false, "error": "...", "code": "..."}`.
+//! The one error type of the service and the stable machine-readable code of each case. What an
+//! error is over HTTP (its status, the JSON envelope, the headers) is the API's: `api/error.rs`.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-
-use crate::api::schema::ErrorResponse;
-use crate::domain::entry::ValidationError;
 use crate::health::ProbeResult;
 use crate::query::QueryError;
+
+/// The `Retry-After` (seconds) of every 503: the store's client has already retried with backoff
+/// (`store::dynamodb`, SDK settings), so what is left is an outage or throttling that outlasts
+/// those retries; a second lets a client try again soon without hammering a struggling store.
+pub const STORE_RETRY_AFTER_SECS: u64 = 1;
+
+/// A rule an entry broke: which field, and why, in words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+    /// The stable code of the 400: `invalid_entry`, or `entry_too_large` past the size limit.
+    pub code: &'static str,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            field: field.into(),
+            message: message.into(),
+            code: "invalid_entry",
+        }
+    }
+
+    /// The entry as a whole is over the size limit (see `domain::size`).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ValidationError {
+            code: "entry_too_large",
+            ..ValidationError::new("entry", message)
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -60,6 +87,19 @@ pub enum AppError {
     /// The registry did not answer as an OCI registry; the probe result travels in `data`.
     #[error("{}", .0.error.clone().unwrap_or_else(|| "the registry did not answer as an OCI registry".into()))]
     Unhealthy(Box<ProbeResult>),
+    /// A bound of the local server is reached (see `server::conn`): try again after
+    /// `retry_after_secs`.
+    #[error("the server is at its limit of {what}; try again in {retry_after_secs} s")]
+    Busy {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
+    /// The client did not send its whole body within the body timeout (seconds).
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
+    /// Handling the request took longer than the request timeout (seconds).
+    #[error("the request took longer than {0} s to handle; try again shortly")]
+    RequestTimeout(u64),
     #[error("the service could not reach its store; try again shortly")]
     Store(String),
     #[error("internal error")]
@@ -67,25 +107,6 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::Invalid(_) | AppError::Query(_) | AppError::BadRequest { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            AppError::NotFound(_) | AppError::NoRoute(_) => StatusCode::NOT_FOUND,
-            AppError::AlreadyExists(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Unauthorized | AppError::BadCredentials(_) => StatusCode::UNAUTHORIZED,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            AppError::TooManyProbes { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Unhealthy(_) => StatusCode::BAD_GATEWAY,
-            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
     /// A stable machine-readable code beside the sentence.
     pub fn code(&self) -> &'static str {
         match self {
@@ -105,59 +126,11 @@ impl AppError {
             AppError::Unhealthy(r) if r.reachable => "not_a_registry",
             AppError::Unhealthy(r) if r.refused_by.is_some() => "probe_refused",
             AppError::Unhealthy(_) => "unreachable",
+            AppError::Busy { .. } => "server_busy",
+            AppError::BodyTimeout(_) => "body_timeout",
+            AppError::RequestTimeout(_) => "request_timeout",
             AppError::Store(_) => "store_unavailable",
             AppError::Internal(_) => "internal",
         }
-    }
-
-    fn data(&self) -> Option<Value> {
-        match self {
-            AppError::Invalid(e) => Some(json!({ "field": e.field })),
-            AppError::Unhealthy(r) => serde_json::to_value(r).ok(),
-            _ => None,
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        match &self {
-            AppError::Store(detail) => tracing::error!(error = %detail, "store failure"),
-            AppError::Internal(detail) => tracing::error!(error = %detail, "internal failure"),
-            _ => {}
-        }
-        let body = ErrorResponse {
-            success: false,
-            error: self.to_string(),
-            code: self.code().into(),
-            data: self.data(),
-        };
-        let mut response = (status, axum::Json(body)).into_response();
-        match self {
-            AppError::Unauthorized => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            AppError::BadCredentials(_) => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
-            }
-            AppError::TooManyProbes {
-                retry_after_secs, ..
-            }
-            | AppError::RateLimited {
-                retry_after_secs, ..
-            } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            }
-            _ => {}
-        }
-        response
     }
 }

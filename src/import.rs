@@ -3,7 +3,7 @@
 //! The earlier service kept each entry as one MongoDB document holding exactly the seed's fields
 //! (its `to_dict()`), plus the `_id` ObjectId that MongoDB adds on insert; it added nothing else.
 //! So a document is imported as it stands, less `_id`, with MongoDB extended JSON turned into plain
-//! JSON, through [`Registry::create`]: every entry passes the same validation as an API create, and
+//! JSON, through [`Catalog::create`]: every entry passes the same validation as an API create, and
 //! an id already in the store is reported, never overwritten, which makes a re-run safe.
 //!
 //! The file is `mongoexport --jsonArray` output (any layout, `--pretty` included) or mongoexport's
@@ -19,10 +19,11 @@ use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::config::{ImportArgs, StoreKind};
+use crate::domain::catalog::Catalog;
 use crate::domain::entry::ID;
-use crate::domain::service::Registry;
 use crate::error::AppError;
-use crate::health::{ProbeConfig, Prober};
+use crate::query::type_name;
+use crate::state::AppState;
 
 /// The one field the earlier service's documents hold that is not part of an entry: MongoDB's own
 /// key, added by `insert_one`. It is dropped from every document.
@@ -164,21 +165,20 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot open {}", args.file.display()))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, file))
     };
-    let store = args.store.open().await.with_context(|| match args.store.store {
+    let state = AppState::open(&args.store, None).await.with_context(|| match args.store.store {
         StoreKind::Embedded => format!(
             "cannot open the embedded store in {} (if a server runs on it, stop it first: one process at a time may open the store)",
             args.store.data.display()
         ),
         StoreKind::Dynamodb => format!("cannot open the DynamoDB table {}", args.store.table),
     })?;
-    // An import never probes a registry; the prober is only there because the service has one.
-    let registry = Registry::new(store, Prober::new(ProbeConfig::default()));
+    let catalog = state.catalog;
     println!(
         "importing {} into the {} (MongoDB's {MONGO_ID} is dropped from each document)",
         args.file.display(),
-        registry.store().describe()
+        catalog.store().describe()
     );
-    let report = import(&registry, reader, |finding| println!("{finding}")).await;
+    let report = import(&catalog, reader, |finding| println!("{finding}")).await;
     println!("{report}");
     if let Some(why) = &report.stopped {
         eprintln!("error: the import stopped: {why}");
@@ -197,7 +197,7 @@ struct Document {
 /// Imports every document `reader` holds into the registry's store, calling `report` for each
 /// document that is not imported, as it happens. Ends early only when the file stops being
 /// readable JSON or the store fails; the report says so in `stopped`.
-pub async fn import<R, F>(registry: &Registry, reader: R, mut report: F) -> ImportReport
+pub async fn import<R, F>(catalog: &Catalog, reader: R, mut report: F) -> ImportReport
 where
     R: BufRead + Send + 'static,
     F: FnMut(&Finding),
@@ -229,7 +229,7 @@ where
                     if let Some(id) = &id {
                         seen.insert(id.clone(), at);
                     }
-                    match registry.create(Value::Object(body)).await {
+                    match catalog.create(Value::Object(body)).await {
                         Ok(_) => Ok(()),
                         Err(AppError::Invalid(e)) => Err(Problem::Invalid(e.to_string())),
                         Err(AppError::AlreadyExists(_)) => Err(Problem::InStore),
@@ -283,7 +283,7 @@ fn prepare(json: Result<Value, String>) -> Result<Map<String, Value>, Problem> {
     let Value::Object(mut doc) = json else {
         return Err(Problem::Malformed(format!(
             "is {}, not a JSON object (a MongoDB document)",
-            kind_of(&json)
+            type_name(&json)
         )));
     };
     doc.remove(MONGO_ID);
@@ -298,17 +298,6 @@ fn prepare(json: Result<Value, String>) -> Result<Map<String, Value>, Problem> {
             "{ID}: is required for an import (a document without one would get a new id on every run)"
         ))),
         Some(_) => Ok(doc),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -8,7 +8,7 @@ use lambda_http::{Adapter, Service};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use crate::domain::service::Registry;
+use crate::domain::catalog::Catalog;
 use crate::health::SweepOptions;
 
 /// True for an EventBridge scheduled event (`"detail-type": "Scheduled Event"`), which is also
@@ -23,13 +23,13 @@ pub fn is_scheduled_event(event: &Value) -> bool {
 
 /// Handles one invocation: a scheduled sweep, or an HTTP request answered by the router.
 pub async fn handle(
-    registry: &Registry,
+    catalog: &Catalog,
     router: &Router,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Error> {
     let LambdaEvent { payload, context } = event;
     if is_scheduled_event(&payload) {
-        let report = registry.sweep(&SweepOptions::default()).await?;
+        let report = catalog.sweep(&SweepOptions::default()).await?;
         return Ok(serde_json::to_value(report)?);
     }
     let request: LambdaRequest = serde_json::from_value(payload).map_err(|e| {
@@ -37,17 +37,17 @@ pub async fn handle(
     })?;
     // `Adapter` is what `lambda_http::run` itself uses to turn the router's response into the
     // response shape of the event's origin (HTTP API, REST API, ALB). It is public but hidden
-    // from the docs; Cargo.lock pins it and tests/lambda_events.rs fails if it changes.
+    // from the docs; Cargo.lock pins it and tests/it/lambda/events.rs fails if it changes.
     let mut adapter = Adapter::from(router.clone());
     let response = adapter.call(LambdaEvent::new(request, context)).await?;
     Ok(serde_json::to_value(response)?)
 }
 
-pub async fn run(registry: Registry, router: Router) -> Result<(), Error> {
-    let registry = &registry;
+pub async fn run(catalog: Catalog, router: Router) -> Result<(), Error> {
+    let catalog = &catalog;
     let router = &router;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(registry, router, event).await
+        handle(catalog, router, event).await
     }))
     .await
 }

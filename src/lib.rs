@@ -5,6 +5,7 @@
 //! sweeps), `api` (the axum router and its OpenAPI document), and the entry points `server` and
 //! `lambda`. See ARCHITECTURE in the README.
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod domain;
@@ -13,7 +14,9 @@ pub mod health;
 pub mod import;
 pub mod lambda;
 pub mod query;
+pub mod router;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use clap::Parser;
-use registry_db::api::{AppState, router};
 use registry_db::config::{self, Cli, Command};
 use registry_db::health::SweepOptions;
+use registry_db::router::router;
 use registry_db::server::{ServeOptions, serve};
+use registry_db::state::AppState;
 use registry_db::{lambda, telemetry};
 
 #[tokio::main]
@@ -18,16 +19,11 @@ async fn main() -> anyhow::Result<()> {
         // of delaying the first `next`. The first HTTPS request waits for it if need be.
         std::thread::spawn(|| drop(registry_db::tls::client_config()));
         let (store, probe, writes) = config::lambda_settings()?;
-        let registry = config::registry(&store, &probe).await?;
-        let write_token = config::write_token();
-        let access = writes.access(write_token.as_deref());
-        tracing::info!(writes = access.policy.map_or("open", |p| p.as_str()), limits = %access.limits.describe(), "registry-db Lambda function ready");
-        let app = router(AppState {
-            registry: registry.clone(),
-            access,
-            write_token,
-        });
-        return lambda::run(registry, app)
+        let mut state = AppState::open(&store, Some(&probe)).await?;
+        state.access = writes.access(state.write_token.as_deref());
+        tracing::info!(writes = state.policy().as_str(), limits = %state.access.limits.describe(), "registry-db Lambda function ready");
+        let catalog = state.catalog.clone();
+        return lambda::run(catalog, router(state))
             .await
             .map_err(|e| anyhow::anyhow!(e));
     }
@@ -35,15 +31,14 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
             tls_ready()?;
-            let registry = config::registry(&args.store, &args.probe).await?;
-            let write_token = config::write_token();
+            let mut state = AppState::open(&args.store, Some(&args.probe)).await?;
+            state.access = args.writes.access(state.write_token.as_deref());
             let opts = ServeOptions {
                 addr: args.addr,
-                access: args.writes.access(write_token.as_deref()),
-                write_token,
                 sweep_every: args.sweep_every.map(Duration::from_secs),
+                connections: args.connections.limits(&args.probe),
             };
-            serve(registry, opts).await
+            serve(state, opts).await
         }
         Command::Reindex(args) => {
             let store = args.store.open().await?;
@@ -53,8 +48,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sweep(args) => {
             tls_ready()?;
-            let registry = config::registry(&args.store, &args.probe).await?;
-            let report = registry.sweep(&SweepOptions::default()).await?;
+            let state = AppState::open(&args.store, Some(&args.probe)).await?;
+            let report = state.catalog.sweep(&SweepOptions::default()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

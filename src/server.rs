@@ -1,29 +1,28 @@
-//! The local server: the same router on a TCP listener, optional periodic sweeps, graceful stop.
+//! The local server: the same router on a TCP listener, within the bounds of [`conn`], optional
+//! periodic sweeps, graceful stop.
+
+pub mod conn;
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::auth::{Access, WritePolicy};
-use crate::api::{AppState, service};
-use crate::domain::service::Registry;
+use crate::access::WritePolicy;
 use crate::health::SweepOptions;
+use crate::router::service;
+use crate::state::AppState;
 
 pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
-    pub write_token: Option<Arc<str>>,
-    pub access: Access,
     pub sweep_every: Option<Duration>,
+    /// Timeouts, connection cap and body budget (`config::ConnArgs`).
+    pub connections: conn::Limits,
 }
 
-pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()> {
-    let policy = opts
-        .access
-        .policy
-        .unwrap_or_else(|| WritePolicy::default_for(opts.write_token.as_deref()));
-    match (policy, opts.write_token.is_some()) {
+pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
+    let policy = state.policy();
+    match (policy, state.write_token.is_some()) {
         (WritePolicy::Open, _) => tracing::warn!(
             "writes are open (--writes open): anyone who can reach this server can create, update and delete entries"
         ),
@@ -39,37 +38,61 @@ pub async fn serve(registry: Registry, opts: ServeOptions) -> anyhow::Result<()>
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, store = %registry.store().describe(), writes = %policy.as_str(), limits = %opts.access.limits.describe(), "registry-db listening");
+    let mut limits = opts.connections;
+    let (open_files, raised_from) = conn::raise_open_files_limit();
+    if let Some(from) = raised_from {
+        tracing::info!(
+            from,
+            to = open_files,
+            "raised the open-files soft limit to the hard limit"
+        );
+    }
+    let cap = conn::effective_cap(limits.max_connections, open_files, limits.reserved_fds);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            setting = limits.max_connections,
+            cap,
+            open_files,
+            reserved = limits.reserved_fds,
+            "connection cap lowered to fit under the open-files limit"
+        );
+    }
+    limits.max_connections = cap;
+    tracing::info!(
+        addr = %local,
+        store = %state.catalog.store().describe(),
+        writes = %policy.as_str(),
+        limits = %state.access.limits.describe(),
+        max_connections = limits.max_connections,
+        open_files_limit = open_files,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        body_timeout_secs = limits.body.timeout().as_secs(),
+        request_timeout_secs = limits.request_timeout.as_secs(),
+        body_budget_bytes = limits.body.budget_bytes(),
+        max_head_bytes = conn::MAX_HEAD_BYTES,
+        "registry-db listening"
+    );
     // A machine-readable line on stdout, so scripts and tests started with port 0 learn the port.
     println!("registry-db listening on http://{local}");
     let _ = std::io::stdout().flush();
 
     if let Some(every) = opts.sweep_every {
-        let registry = registry.clone();
+        let catalog = state.catalog.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if let Err(e) = registry.sweep(&SweepOptions::default()).await {
+                if let Err(e) = catalog.sweep(&SweepOptions::default()).await {
                     tracing::error!(error = %e, "health sweep failed");
                 }
             }
         });
     }
 
-    let app = service(AppState {
-        registry,
-        write_token: opts.write_token,
-        access: opts.access,
-    });
-    // The peer address travels as `ConnectInfo` (read by `api::rate_limit::client_addr`).
-    axum::serve(
-        listener,
-        axum::ServiceExt::into_make_service_with_connect_info::<std::net::SocketAddr>(app),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let app = service(state);
+    conn::run(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("registry-db stopped");
     Ok(())
 }

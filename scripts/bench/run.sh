@@ -93,7 +93,7 @@ stop_last
 say "== DynamoDB (dynalite), 300 and 3,000 entries"
 # dynalite exits when its stdin closes: hold a FIFO open for as long as this script runs.
 mkfifo "$work/dynalite.in"
-node tests/support/dynalite.js <"$work/dynalite.in" >"$work/dynalite.port" &
+node tests/it/support/dynalite.js <"$work/dynalite.in" >"$work/dynalite.port" &
 pids+=($!)
 exec 9>"$work/dynalite.in"
 for _ in $(seq 100); do [ -s "$work/dynalite.port" ] && break; sleep 0.1; done

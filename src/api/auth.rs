@@ -5,99 +5,19 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderName;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use clap::ValueEnum;
 use subtle::ConstantTimeEq;
 
-use super::AppState;
-use super::rate_limit::{
-    DEFAULT_CHECKS_PER_MINUTE, DEFAULT_CREATES_PER_HOUR, Rate, RateLimits, client_addr,
-};
+use crate::access::WritePolicy;
+use crate::access::rate_limit::client_addr;
 use crate::domain::owner::{Caller, is_owner_token};
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Longest `Authorization` header read (an owner token takes 55 bytes with its scheme): a longer
 /// one is refused before anything is hashed or compared.
 pub const MAX_AUTHORIZATION_BYTES: usize = 1024;
-
-/// Who may create, update, delete and rotate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WritePolicy {
-    /// Anyone may write (the earlier service's behaviour).
-    Open,
-    /// Only the operator's token (or an operator principal).
-    Operator,
-    /// Anyone may create; an entry's owner token (or the operator) changes it.
-    Owners,
-}
-
-impl WritePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WritePolicy::Open => "open",
-            WritePolicy::Operator => "operator",
-            WritePolicy::Owners => "owners",
-        }
-    }
-
-    /// The default: `operator` when there is an operator token, else `open` (today's
-    /// deployments and the AIOS clients behave as before).
-    pub fn default_for(write_token: Option<&str>) -> WritePolicy {
-        if write_token.is_some() {
-            WritePolicy::Operator
-        } else {
-            WritePolicy::Open
-        }
-    }
-}
-
-/// The write policy and what goes with it, beside [`AppState::write_token`]. The default is the
-/// policy the write token implies, with no limits.
-#[derive(Default)]
-pub struct Access {
-    /// `None`: [`WritePolicy::default_for`] the write token.
-    pub policy: Option<WritePolicy>,
-    /// IAM principal ARNs that are operators (inside Lambda behind IAM auth). An ARN ending in
-    /// `*` names every ARN that starts with the rest (e.g. every session of a role).
-    pub operator_principals: Vec<String>,
-    pub limits: RateLimits,
-    /// The header a trusted proxy puts the client's address in (off: the socket's peer).
-    pub client_ip_header: Option<HeaderName>,
-}
-
-impl Access {
-    /// The limits that go with `policy` when none are set: on under `owners`, off otherwise.
-    pub fn default_limits(
-        policy: WritePolicy,
-        creates_per_hour: Option<u32>,
-        checks_per_minute: Option<u32>,
-    ) -> RateLimits {
-        let on = policy == WritePolicy::Owners;
-        let creates = creates_per_hour.or(on.then_some(DEFAULT_CREATES_PER_HOUR));
-        let checks = checks_per_minute.or(on.then_some(DEFAULT_CHECKS_PER_MINUTE));
-        RateLimits::new(creates.map(Rate::per_hour), checks.map(Rate::per_minute))
-    }
-
-    fn is_operator_principal(&self, arn: &str) -> bool {
-        self.operator_principals
-            .iter()
-            .any(|p| match p.strip_suffix('*') {
-                Some(prefix) => arn.starts_with(prefix),
-                None => p == arn,
-            })
-    }
-}
-
-impl AppState {
-    /// The write policy in force.
-    pub fn policy(&self) -> WritePolicy {
-        self.access
-            .policy
-            .unwrap_or_else(|| WritePolicy::default_for(self.write_token.as_deref()))
-    }
-}
 
 /// The caller of a write, as far as the policy lets it through. Handlers that write take it as
 /// their first argument, so credentials are checked before the body is read. Under `open` every

@@ -3,42 +3,34 @@
 
 pub mod auth;
 pub mod body;
-mod log;
-pub mod rate_limit;
+mod error;
+pub mod log;
 mod raw;
 pub mod schema;
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::auth::{Access, ClientAddr, WriteAccess, WritePolicy};
+use self::auth::{ClientAddr, WriteAccess};
 use self::body::JsonBody;
-use self::rate_limit::Limited;
 use self::schema::*;
-use crate::domain::facets::Facets;
+use crate::access::WritePolicy;
+use crate::access::rate_limit::Limited;
+use crate::domain::catalog::Facets;
+use crate::domain::catalog::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::domain::owner::{Caller, OwnerToken, principal_record};
-use crate::domain::service::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Registry};
 use crate::error::AppError;
 use crate::health::is_probe_user_agent;
 use crate::query::Filter;
-
-/// What the handlers share. The router holds it in one `Arc`, so a request clones one pointer
-/// rather than the registry's several.
-pub struct AppState {
-    pub registry: Registry,
-    pub write_token: Option<Arc<str>>,
-    /// The write policy, operator principals and abuse limits (`api::auth`).
-    pub access: Access,
-}
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -87,8 +79,9 @@ pub const WRITE_SECURITY: &str = "write_token";
 /// The name of the security scheme of an entry's owner token.
 pub const OWNER_SECURITY: &str = "owner_token";
 
-/// Every documented route, once: the router and the OpenAPI document are both split from this.
-fn api_routes() -> OpenApiRouter<Arc<AppState>> {
+/// Every documented route, once: the router (`crate::router`) and the OpenAPI document are both
+/// split from this.
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_entry))
         .routes(routes!(get_entry, update_entry, delete_entry))
@@ -99,38 +92,9 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(liveness))
 }
 
-/// The router, serving `/openapi.json` beside the documented routes.
-pub fn router(state: AppState) -> Router {
-    let (routes, doc) = api_routes().split_for_parts();
-    // The document never changes: serialize it once, not on every request.
-    let doc_json = serde_json::to_string(&doc).expect("the OpenAPI document serializes");
-    let serve_doc = move || {
-        let body = doc_json.clone();
-        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-    };
-    let routes = routes
-        .route("/openapi.json", get(serve_doc))
-        .merge(crate::web::routes())
-        .fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed);
-    // Each route pays for a layer on every request: leave it out when it would log nothing.
-    let routes = if log::wanted() {
-        routes.layer(log::LogLayer)
-    } else {
-        routes
-    };
-    routes.with_state(Arc::new(state))
-}
-
-/// The local server's service: the router, with a handler's panic answered as a 500 (see
-/// [`log::CatchPanic`]).
-pub fn service(state: AppState) -> log::CatchPanic<Router> {
-    log::CatchPanic::new(router(state))
-}
-
 /// The OpenAPI document alone (for tests and tooling).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    routes().split_for_parts().1
 }
 
 /// Create a container registry entry.
@@ -164,7 +128,7 @@ async fn create_entry(
     let (entry, owner_token) = match (state.policy(), &caller) {
         (WritePolicy::Owners, Caller::Principal(arn)) => (
             state
-                .registry
+                .catalog
                 .create_owned(body, Some(&principal_record(arn)))
                 .await?,
             None,
@@ -172,12 +136,12 @@ async fn create_entry(
         (WritePolicy::Owners, _) => {
             let token = OwnerToken::generate();
             let entry = state
-                .registry
+                .catalog
                 .create_owned(body, Some(&token.record()))
                 .await?;
             (entry, Some(token.reveal()))
         }
-        _ => (state.registry.create(body).await?, None),
+        _ => (state.catalog.create(body).await?, None),
     };
     let location = format!("/container_registry/{}", entry.container_registry_id);
     let body = CreatedResponse {
@@ -210,7 +174,7 @@ async fn get_entry(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    raw::entry_response(async |body| state.registry.get_into(&id, body).await).await
+    raw::entry_response(async |body| state.catalog.get_into(&id, body).await).await
 }
 
 /// Update an entry with MongoDB-style operators ($set, $unset, $addToSet, $pull, $push) or a plain
@@ -241,7 +205,7 @@ async fn update_entry(
         code: "invalid_update",
         message: "the request body must be a JSON update document, e.g. {\"$set\": {\"container_registry_name\": \"new\"}}".into(),
     })?;
-    let entry = state.registry.update_by(&id, &body, &caller).await?;
+    let entry = state.catalog.update_by(&id, &body, &caller).await?;
     Ok(Json(UpdatedResponse {
         success: true,
         data: UpdatedData {
@@ -270,7 +234,7 @@ async fn delete_entry(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeletedResponse>, AppError> {
-    state.registry.delete_by(&id, &caller).await?;
+    state.catalog.delete_by(&id, &caller).await?;
     Ok(Json(DeletedResponse {
         success: true,
         data: DeletedData {
@@ -299,7 +263,7 @@ async fn rotate_owner_token(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<OwnerTokenResponse>, AppError> {
-    let token = state.registry.rotate_owner(&id, &caller).await?;
+    let token = state.catalog.rotate_owner(&id, &caller).await?;
     Ok(Json(OwnerTokenResponse {
         success: true,
         data: OwnerTokenData {
@@ -329,7 +293,7 @@ async fn query_entries(
     let params = PageParams::parse(query.as_deref())?;
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
     let page = state
-        .registry
+        .catalog
         .query(
             &filter,
             params.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
@@ -368,7 +332,7 @@ async fn query_facets(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let filter = Filter::parse(&body.unwrap_or_else(|| json!({})))?;
-    let (facets, age) = state.registry.facets_with_age(&filter).await?;
+    let (facets, age) = state.catalog.facets_with_age(&filter).await?;
     let body = Json(FacetsResponse {
         success: true,
         data: Facets::clone(&facets),
@@ -417,7 +381,7 @@ async fn check_health(
         });
     }
     state.access.limits.take(Limited::Checks, client)?;
-    let check = state.registry.check_health(&id).await?;
+    let check = state.catalog.check_health(&id).await?;
     let mut response = if check.result.answered() {
         Json(HealthResponse {
             success: true,
@@ -485,22 +449,15 @@ impl PageParams {
     }
 }
 
-async fn no_route(uri: Uri) -> AppError {
+/// The answer to a path no route serves, pages included.
+pub async fn no_route(uri: Uri) -> AppError {
     AppError::NoRoute(uri.path().to_string())
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
+/// The answer to a method a route does not serve.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
     AppError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_string(),
     }
-}
-
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    AppError::Internal(format!("handler panicked: {detail}")).into_response()
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::store::StoredEntry;
+use crate::domain::store::StoredEntry;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 

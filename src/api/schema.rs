@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::domain::catalog::Facets;
 use crate::domain::entry::{ContainerRegistry, StorageInfo};
-use crate::domain::facets::Facets;
 use crate::health::ProbeResult;
 
 /// The body of a create request: the seed's `ContainerRegistry` fields. Only the name and the

@@ -1,7 +1,10 @@
 //! The business: what an entry is, and what can be done with entries. No HTTP and no DynamoDB here.
 
+pub mod catalog;
 pub mod entry;
-pub mod facets;
 pub mod owner;
-pub mod service;
-pub mod size;
+pub mod plan;
+pub mod store;
+
+/// How big an entry is (a part of what an entry is), at its old path too.
+pub use entry::size;

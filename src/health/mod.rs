@@ -7,6 +7,8 @@
 //!   counts verdicts in a [`SweepReport`];
 //! - [`probe`]: [`Prober::probe`] fetches `/v2/` and turns the answer into a [`ProbeResult`]; every
 //!   clone of a prober shares one cap on probes in flight;
+//! - [`result`]: the [`ProbeResult`] a probe leaves and the entry stores, with its verdict
+//!   ([`HealthStatus`]); [`challenge`]: the `WWW-Authenticate` parser behind `auth_required`;
 //! - [`limits`]: the caps on every string a probed server can put into a result;
 //! - [`target`]: [`parse_registry_url`], the one reading of a registry URL that validation and the
 //!   probe share;
@@ -56,18 +58,19 @@
 //!   public URL is read by [`parse_registry_url`], as entry validation reads it: a URL it refuses is
 //!   `unreachable` with the reason.
 
+pub mod challenge;
 pub mod guard;
 pub mod limits;
 pub mod probe;
 pub mod resolve;
+pub mod result;
 pub mod sweep;
 pub mod target;
 
+pub use challenge::parse_challenge;
 pub use guard::{AddressPolicy, Refusal, Rule, RuntimeApi, parse_deny_item};
-pub use probe::{
-    AuthChallenge, HealthStatus, ProbeBusy, ProbeConfig, ProbeResult, Prober, USER_AGENT,
-    is_probe_user_agent, probe_url,
-};
+pub use probe::{ProbeBusy, ProbeConfig, Prober, USER_AGENT, is_probe_user_agent, probe_url};
 pub use resolve::{DnsResolver, ResolveFailed, Resolver, StaticResolver};
+pub use result::{AuthChallenge, HealthStatus, ProbeResult};
 pub use sweep::{SweepOptions, SweepReport, run_sweep};
 pub use target::parse_registry_url;

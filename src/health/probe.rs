@@ -1,4 +1,5 @@
-//! One health probe: `GET {public_url}/v2/`, the OCI distribution-spec base endpoint, and its verdict.
+//! The prober: one health probe, `GET {public_url}/v2/` (the OCI distribution-spec base endpoint),
+//! and its verdict as a [`ProbeResult`] (`result.rs`).
 //!
 //! Verdicts (see the module docs of `health` for the whole policy):
 //! - `healthy`: a 2xx that carries `Docker-Distribution-API-Version` or whose body is a JSON object (an
@@ -19,17 +20,15 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::time::timeout_at;
 use url::{Host, Url};
 
+use super::challenge::parse_challenge;
 use super::guard::{AddressPolicy, Refusal, RuntimeApi};
-use super::limits::{
-    MAX_ERROR_BYTES, MAX_PROBE_URL_BYTES, MAX_TEXT_BYTES, MAX_TOKEN_BYTES, MAX_URL_BYTES, cap,
-    cap_opt,
-};
+use super::limits::{MAX_TEXT_BYTES, MAX_URL_BYTES, cap};
 use super::resolve::{DnsResolver, GuardedResolve, ResolveFailed, Resolver};
+use super::result::{HealthStatus, ProbeResult};
 use super::target::parse_registry_url;
 
 /// The user agent every probe sends, so registry operators can tell who is knocking, and so this
@@ -52,6 +51,8 @@ pub fn is_probe_user_agent(user_agent: &str) -> bool {
 
 /// Probes in flight at once, on-demand checks and sweeps together (`--probe-max-in-flight`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// The timeout of one probe unless `--probe-timeout-ms` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// The longest a probe waits on a `429 Too Many Requests` before its one retry, whatever
 /// `Retry-After` asks for. The retry also has to fit in what is left of the probe's timeout.
@@ -86,7 +87,7 @@ pub struct ProbeConfig {
 impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_millis(5000),
+            timeout: DEFAULT_TIMEOUT,
             allow_loopback: false,
             max_body_bytes: 64 * 1024,
             max_redirects: 3,
@@ -109,106 +110,6 @@ impl fmt::Debug for ProbeConfig {
             .field("deny", &self.deny)
             .field("lambda_runtime_api", &self.lambda_runtime_api)
             .finish_non_exhaustive()
-    }
-}
-
-/// The verdict of a probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthStatus {
-    /// An OCI registry answered `/v2/` openly.
-    Healthy,
-    /// An OCI registry answered `/v2/` with a 401 and an auth challenge: healthy, wants credentials.
-    AuthRequired,
-    /// Something answered over HTTP, but not a registry API.
-    NotRegistry,
-    /// No HTTP answer: DNS, connection, TLS, timeout, or refused by the probe policy.
-    Unreachable,
-}
-
-impl HealthStatus {
-    /// The wire spelling: "healthy", "auth_required", "not_registry", "unreachable".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Healthy => "healthy",
-            Self::AuthRequired => "auth_required",
-            Self::NotRegistry => "not_registry",
-            Self::Unreachable => "unreachable",
-        }
-    }
-}
-
-impl fmt::Display for HealthStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A parsed `WWW-Authenticate` challenge, e.g. `Bearer realm="https://auth.docker.io/token",service="registry.docker.io"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuthChallenge {
-    /// As sent: "Bearer", "Basic", ...
-    pub scheme: String,
-    pub realm: Option<String>,
-    pub service: Option<String>,
-    pub scope: Option<String>,
-}
-
-/// What a probe found. Serialized as the `data` of `GET /check_container_health/{id}` and stored on
-/// the entry as its last health result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ProbeResult {
-    /// The `/v2/` URL probed (credentials, query and fragment removed).
-    pub url: String,
-    /// An HTTP answer came back (any status). Kept from the earlier service.
-    pub reachable: bool,
-    /// The final answer's status code (after redirects and the 429 retry). Kept.
-    pub status_code: Option<u16>,
-    /// The final answer's reason phrase, e.g. "Unauthorized". Kept.
-    pub reason: Option<String>,
-    pub status: HealthStatus,
-    /// From sending the request to the final answer's headers, redirects included.
-    pub latency_ms: Option<u64>,
-    /// The `Docker-Distribution-API-Version` header, e.g. "registry/2.0".
-    pub api_version: Option<String>,
-    /// The parsed `WWW-Authenticate` challenge of a 401.
-    pub challenge: Option<AuthChallenge>,
-    /// When the probe started, RFC 3339 UTC.
-    pub checked_at: String,
-    /// What went wrong, in words; absent for healthy and auth_required.
-    pub error: Option<String>,
-    /// The address-policy rule that refused the probe: "link-local", "loopback", "unspecified",
-    /// "multicast", "broadcast", "reserved", "cloud-metadata".
-    pub refused_by: Option<String>,
-}
-
-impl ProbeResult {
-    /// A registry answered: healthy or auth_required. The HTTP endpoint answers 200 then.
-    pub fn answered(&self) -> bool {
-        matches!(
-            self.status,
-            HealthStatus::Healthy | HealthStatus::AuthRequired
-        )
-    }
-
-    /// The result with every string cut to its cap (see [`super::limits`]): serialized, it is at most
-    /// [`super::limits::MAX_HEALTH_BYTES`], whatever the probed server sent.
-    pub fn bounded(self) -> Self {
-        ProbeResult {
-            url: cap(&self.url, MAX_PROBE_URL_BYTES),
-            reason: cap_opt(self.reason, MAX_TOKEN_BYTES),
-            api_version: cap_opt(self.api_version, MAX_TOKEN_BYTES),
-            challenge: self.challenge.map(|c| AuthChallenge {
-                scheme: cap(&c.scheme, MAX_TOKEN_BYTES),
-                realm: cap_opt(c.realm, MAX_TEXT_BYTES),
-                service: cap_opt(c.service, MAX_TEXT_BYTES),
-                scope: cap_opt(c.scope, MAX_TEXT_BYTES),
-            }),
-            checked_at: cap(&self.checked_at, MAX_TOKEN_BYTES),
-            error: cap_opt(self.error, MAX_ERROR_BYTES),
-            refused_by: cap_opt(self.refused_by, MAX_TOKEN_BYTES),
-            ..self
-        }
     }
 }
 
@@ -783,76 +684,6 @@ fn describe_send_error(err: &reqwest::Error, url: &Url, redirected_from: Option<
     Failure::plain(message).after_redirect(redirected_from)
 }
 
-/// Parses the first challenge of a `WWW-Authenticate` value: `Scheme k="v", k2=v2, ...`.
-/// Quoted values may contain commas and backslash escapes. `None` when there is no scheme.
-pub fn parse_challenge(header: &str) -> Option<AuthChallenge> {
-    let mut rest = header.trim_start();
-    let scheme_end = rest
-        .find(|c: char| c.is_whitespace() || c == ',')
-        .unwrap_or(rest.len());
-    let scheme = &rest[..scheme_end];
-    if scheme.is_empty() || scheme.contains('=') || scheme.contains('"') {
-        return None;
-    }
-    let mut challenge = AuthChallenge {
-        scheme: scheme.to_owned(),
-        realm: None,
-        service: None,
-        scope: None,
-    };
-    rest = &rest[scheme_end..];
-    loop {
-        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
-        if rest.is_empty() {
-            break;
-        }
-        let key_end = rest
-            .find(|c: char| c == '=' || c.is_whitespace() || c == ',')
-            .unwrap_or(rest.len());
-        let key = &rest[..key_end];
-        let after_key = rest[key_end..].trim_start();
-        let Some(after_eq) = after_key.strip_prefix('=') else {
-            break; // the next challenge's scheme: only the first challenge is kept
-        };
-        let after_eq = after_eq.trim_start();
-        let value;
-        if let Some(quoted) = after_eq.strip_prefix('"') {
-            let mut out = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = quoted.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some((_, escaped)) = chars.next() {
-                            out.push(escaped);
-                        }
-                    }
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    c => out.push(c),
-                }
-            }
-            value = out;
-            rest = &quoted[end.min(quoted.len())..];
-        } else {
-            let end = after_eq
-                .find(|c: char| c == ',' || c.is_whitespace())
-                .unwrap_or(after_eq.len());
-            value = after_eq[..end].to_owned();
-            rest = &after_eq[end..];
-        }
-        match key.to_ascii_lowercase().as_str() {
-            "realm" => challenge.realm = Some(value),
-            "service" => challenge.service = Some(value),
-            "scope" => challenge.scope = Some(value),
-            _ => {}
-        }
-    }
-    Some(challenge)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -928,79 +759,6 @@ mod tests {
         ] {
             assert!(!is_probe_user_agent(other), "{other}");
         }
-    }
-
-    #[test]
-    fn the_largest_possible_record_stays_within_its_budget() {
-        use super::super::limits::MAX_HEALTH_BYTES;
-        let huge = |c: &str| c.repeat(200_000);
-        let result = ProbeResult {
-            url: huge("\""),
-            reachable: false,
-            status_code: Some(u16::MAX),
-            reason: Some(huge("\\")),
-            status: HealthStatus::AuthRequired,
-            latency_ms: Some(u64::MAX),
-            api_version: Some(huge("\"é")),
-            challenge: Some(AuthChallenge {
-                scheme: huge("\""),
-                realm: Some(huge("\"")),
-                service: Some(huge("😀")),
-                scope: Some(huge("\u{1}\"")),
-            }),
-            checked_at: huge("9"),
-            error: Some(huge("\"")),
-            refused_by: Some(huge("\"")),
-        }
-        .bounded();
-        let json = serde_json::to_vec(&result).unwrap();
-        assert!(json.len() <= MAX_HEALTH_BYTES, "{} bytes", json.len());
-        // and a bounded record is left as it is
-        assert_eq!(result.clone().bounded(), result);
-    }
-
-    #[test]
-    fn parses_docker_hub_bearer_challenge() {
-        let c = parse_challenge(
-            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:samalba/my-app:pull,push""#,
-        )
-        .unwrap();
-        assert_eq!(c.scheme, "Bearer");
-        assert_eq!(c.realm.as_deref(), Some("https://auth.docker.io/token"));
-        assert_eq!(c.service.as_deref(), Some("registry.docker.io"));
-        assert_eq!(
-            c.scope.as_deref(),
-            Some("repository:samalba/my-app:pull,push")
-        );
-    }
-
-    #[test]
-    fn parses_basic_and_odd_spacing() {
-        let c = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
-        assert_eq!(
-            (c.scheme.as_str(), c.realm.as_deref()),
-            ("Basic", Some("Registry Realm"))
-        );
-        let c =
-            parse_challenge(r#"  bearer  realm = "a\"b" , service=svc , Basic realm="x""#).unwrap();
-        assert_eq!(c.scheme, "bearer");
-        assert_eq!(c.realm.as_deref(), Some("a\"b"));
-        assert_eq!(c.service.as_deref(), Some("svc"));
-        assert!(parse_challenge("").is_none());
-        assert!(parse_challenge("realm=\"x\"").is_none());
-        assert_eq!(parse_challenge("Negotiate").unwrap().scheme, "Negotiate");
-    }
-
-    #[test]
-    fn status_serializes_snake_case() {
-        assert_eq!(
-            serde_json::to_string(&HealthStatus::AuthRequired).unwrap(),
-            "\"auth_required\""
-        );
-        assert_eq!(
-            serde_json::to_string(&HealthStatus::NotRegistry).unwrap(),
-            "\"not_registry\""
-        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ use futures::StreamExt;
 use rand::Rng;
 use tokio::sync::Semaphore;
 
-use super::probe::{HealthStatus, ProbeResult, Prober};
+use super::probe::Prober;
+use super::result::{HealthStatus, ProbeResult};
 use super::target::host_key;
 
 /// Probes at once to one host during a sweep.

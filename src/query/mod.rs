@@ -72,8 +72,8 @@ impl QueryError {
     }
 }
 
-/// A short name for the JSON type of a value, for error messages.
-pub(crate) fn type_name(v: &serde_json::Value) -> &'static str {
+/// A short name for the JSON type of a value, for error messages (of queries, entries and imports).
+pub fn type_name(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

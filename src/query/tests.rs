@@ -1,5 +1,5 @@
 //! Unit tests of the parser and evaluator internals; the table-driven semantics live in
-//! `tests/query_semantics.rs`.
+//! `tests/it/query/semantics.rs`.
 
 use std::cmp::Ordering;
 

@@ -30,6 +30,7 @@ use super::entry_cache::{
 use super::plan::{Plan, Posting, merge};
 use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::ContainerRegistry;
+use crate::domain::store::unreadable;
 use crate::health::ProbeResult;
 
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("container_registries");
@@ -58,8 +59,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn decode(id: &str, bytes: &[u8]) -> Result<ContainerRegistry, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| unreadable(id, e))
 }
 
 fn encode(entry: &ContainerRegistry) -> Result<Vec<u8>, StoreError> {
@@ -74,7 +74,7 @@ fn stored_tags(id: &str, bytes: &[u8]) -> Result<Vec<String>, StoreError> {
     }
     serde_json::from_slice::<Tags>(bytes)
         .map(|t| t.container_registry_tags)
-        .map_err(|e| StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}")))
+        .map_err(|e| unreadable(id, e))
 }
 
 /// The owner record of `id` as `txn` sees it.
@@ -659,9 +659,8 @@ impl Store for EmbeddedStore {
             for row in range.by_ref().take(max.max(1)) {
                 let (key, value) = row.map_err(unavailable)?;
                 let id = key.value().to_string();
-                let target: Target = serde_json::from_slice(value.value()).map_err(|e| {
-                    StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}"))
-                })?;
+                let target: Target =
+                    serde_json::from_slice(value.value()).map_err(|e| unreadable(&id, e))?;
                 targets.push((id, target.container_registry_public_url));
             }
             let next = match range.next() {

@@ -27,8 +27,9 @@ use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
 
-/// Entries larger than this are read from redb each time.
-pub const MAX_CACHED_ENTRY: usize = 16 * 1024;
+/// Entries larger than this are read from redb each time (the domain's limit, which the pages'
+/// card memo shares).
+pub use crate::domain::store::MAX_CACHED_ENTRY;
 /// Tags carried by more entries than this have their index list read from redb each time (only
 /// as far as a page needs); the cache remembers that the list is that long.
 pub const MAX_CACHED_POSTING: usize = 2048;

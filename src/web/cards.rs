@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::domain::entry::{RegistryType, StorageType};
+use crate::domain::store::MAX_CACHED_ENTRY;
+use crate::domain::store::{StoredEntry, unreadable};
 use crate::error::AppError;
 use crate::health::HealthStatus;
-use crate::store::StoredEntry;
-use crate::store::entry_cache::MAX_CACHED_ENTRY;
 
 /// Cards kept at most (a list page shows 20).
 pub const MAX_CARDS: usize = 1024;
@@ -62,12 +62,7 @@ pub struct CardHealth {
 impl CardData {
     /// Parses the card of a stored entry.
     pub fn parse(entry: &StoredEntry) -> Result<CardData, AppError> {
-        serde_json::from_slice(&entry.json).map_err(|err| {
-            AppError::Store(format!(
-                "the stored entry {} is not readable: {err}",
-                entry.id
-            ))
-        })
+        serde_json::from_slice(&entry.json).map_err(|err| unreadable(&entry.id, err).into())
     }
 }
 

@@ -1,6 +1,6 @@
 //! The discovery page: server-rendered HTML (askama templates compiled into the binary) and its two
 //! assets, served by the same router as the API, so it works under `registry-db serve` and on
-//! Lambda alike. Reads go through the domain (`Registry`) only.
+//! Lambda alike. Reads go through the domain (`Catalog`) only.
 //!
 //! - `GET /`: browse and search; the URL carries the search (`search.rs`), forms use GET, pages
 //!   follow the API's cursor. Facet counts beside the results.
@@ -30,15 +30,16 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use self::cards::{CardData, CardMemo};
 use self::search::{
-    HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, registry_type_str, storage_type_str,
+    HEALTH_VALUES, REGISTRY_TYPES, STORAGE_TYPES, Search, health_label, registry_type_str,
+    storage_type_str,
 };
 use self::view::{Badge, Card, Row};
-use crate::api::AppState;
+use crate::domain::catalog::Page;
+use crate::domain::catalog::{FacetCount, FacetCounter, Facets};
 use crate::domain::entry::ContainerRegistry;
-use crate::domain::facets::{FacetCount, FacetCounter, Facets};
-use crate::domain::service::Page;
+use crate::domain::store::StoredEntry;
 use crate::error::AppError;
-use crate::store::StoredEntry;
+use crate::state::AppState;
 
 /// Registries per page of the list.
 pub const PAGE_SIZE: usize = 20;
@@ -206,16 +207,6 @@ fn count_of(counts: &[FacetCount], value: &str) -> u64 {
         .map_or(0, |c| c.count)
 }
 
-pub fn health_label(value: &str) -> &'static str {
-    match value {
-        "healthy" => "healthy",
-        "auth_required" => "needs credentials",
-        "not_registry" => "not a registry",
-        "unreachable" => "unreachable",
-        _ => "never checked",
-    }
-}
-
 impl<'a> ListPage<'a> {
     fn new(search: Search, error: String, cards: Vec<Card<'a>>, facets: Arc<Facets>) -> Self {
         let tag_facets = search
@@ -248,7 +239,7 @@ impl<'a> ListPage<'a> {
             .collect();
         let health = HEALTH_VALUES
             .iter()
-            .map(|v| choice(&search, "health", v, health_label(v), &facets.health))
+            .map(|(v, label)| choice(&search, "health", v, label, &facets.health))
             .collect();
         ListPage {
             layout: Layout::new(),
@@ -295,16 +286,16 @@ async fn list_page(
 /// alone (`None`: the page holds every match).
 async fn fetch(state: &AppState, search: &Search) -> Result<(Page, Option<Arc<Facets>>), AppError> {
     let filter = search.filter()?;
-    let registry = &state.registry;
-    let query = registry.query(&filter, PAGE_SIZE, search.cursor.as_deref());
+    let catalog = &state.catalog;
+    let query = catalog.query(&filter, PAGE_SIZE, search.cursor.as_deref());
     if search.cursor.is_some() {
         // A later page cannot hold every match: count them alongside.
-        let (page, facets) = tokio::join!(query, registry.facets(&filter));
+        let (page, facets) = tokio::join!(query, catalog.facets(&filter));
         return Ok((page?, Some(facets?)));
     }
     let page = query.await?;
     let facets = match page.next_cursor {
-        Some(_) => Some(registry.facets(&filter).await?),
+        Some(_) => Some(catalog.facets(&filter).await?),
         None => None,
     };
     Ok((page, facets))
@@ -457,9 +448,9 @@ fn health_rows(h: &crate::health::ProbeResult) -> Vec<Row> {
 }
 
 async fn registry_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.registry.get(&id).await {
+    match state.catalog.get(&id).await {
         Ok(entry) => match page_entry(entry) {
-            Ok(entry) => match state.registry.has_owner(&id).await {
+            Ok(entry) => match state.catalog.has_owner(&id).await {
                 Ok(owned) => render(StatusCode::OK, &RegistryPage::new(entry, owned)),
                 Err(e) => page_error(e),
             },

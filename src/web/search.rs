@@ -5,10 +5,10 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::domain::catalog::NEVER_CHECKED;
 use crate::domain::entry::{
     HEALTH, MAX_KEY_CHARS, METADATA, NAME, RegistryType, STORAGE_INFO, StorageType, TAGS,
 };
-use crate::domain::facets::NEVER_CHECKED;
 use crate::error::AppError;
 use crate::health::HealthStatus;
 use crate::query::Filter;
@@ -21,15 +21,24 @@ pub const STORAGE_TYPES: [StorageType; 4] = [
     StorageType::Fs,
     StorageType::Unknown,
 ];
-pub const HEALTH_VALUES: [&str; 5] = [
-    "healthy",
-    "auth_required",
-    "not_registry",
-    "unreachable",
-    NEVER_CHECKED,
+/// Each with the words a person reads for it, on a card's badge, in the select and on an entry's page.
+pub const HEALTH_VALUES: [(&str, &str); 5] = [
+    ("healthy", "healthy"),
+    ("auth_required", "needs credentials"),
+    ("not_registry", "not a registry"),
+    ("unreachable", "unreachable"),
+    (NEVER_CHECKED, "never checked"),
 ];
 
-pub use crate::domain::facets::{registry_type_str, storage_type_str};
+/// The words for a health value (a verdict's wire spelling, or [`NEVER_CHECKED`]).
+pub fn health_label(value: &str) -> &'static str {
+    HEALTH_VALUES
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map_or("never checked", |(_, label)| label)
+}
+
+pub use crate::domain::catalog::{registry_type_str, storage_type_str};
 
 /// What a visitor asked for. Every field is as typed; `filter()` checks them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -141,7 +150,7 @@ impl Search {
             } else {
                 return Err(bad(format!(
                     "health must be one of {}, not {:?}",
-                    HEALTH_VALUES.join(", "),
+                    HEALTH_VALUES.map(|(v, _)| v).join(", "),
                     self.health
                 )));
             }

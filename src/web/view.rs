@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::cards::CardData;
-use super::search::{registry_type_str, storage_type_str};
+use super::search::{health_label, registry_type_str, storage_type_str};
+use crate::domain::catalog::NEVER_CHECKED;
 use crate::domain::entry::ContainerRegistry;
 use crate::health::{HealthStatus, ProbeResult};
 
@@ -27,21 +28,15 @@ pub struct Badge {
 pub fn badge(health: Option<(HealthStatus, &str)>, now: DateTime<Utc>) -> Badge {
     let Some((status, checked_at)) = health else {
         return Badge {
-            class: "never_checked",
-            label: "never checked",
+            class: NEVER_CHECKED,
+            label: health_label(NEVER_CHECKED),
             ago: String::new(),
             checked_at: String::new(),
         };
     };
-    let (class, label) = match status {
-        HealthStatus::Healthy => ("healthy", "healthy"),
-        HealthStatus::AuthRequired => ("auth_required", "needs credentials"),
-        HealthStatus::NotRegistry => ("not_registry", "not a registry"),
-        HealthStatus::Unreachable => ("unreachable", "unreachable"),
-    };
     Badge {
-        class,
-        label,
+        class: status.as_str(),
+        label: health_label(status.as_str()),
         ago: ago(checked_at, now),
         checked_at: checked_at.to_string(),
     }

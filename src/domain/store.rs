@@ -1,0 +1,221 @@
+//! What the domain needs of a place entries live: the [`Store`] trait, which the stores (redb,
+//! DynamoDB) implement, and the requests and answers it speaks, among them [`StoredEntry`], an entry
+//! as its stored JSON text, which the API answers as it stands and the pages read only the fields
+//! they show of. Defined here so that the domain imports nothing from the stores.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use bytestring::ByteString;
+use serde_json::Value;
+
+use super::entry::ContainerRegistry;
+use super::plan::Plan;
+use crate::health::ProbeResult;
+use crate::query::{Fields, Filter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a container registry with id {0} already exists")]
+    AlreadyExists(String),
+    #[error("no container registry with id {0}")]
+    NotFound(String),
+    /// The entry changed (or vanished) since it was read: the optimistic write lost a race.
+    #[error("the entry changed while it was being written")]
+    VersionConflict,
+    /// The backing store refused or failed; the text says what happened, for logs and operators.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Entries larger than this are not kept in memory: by the embedded store's entry cache
+/// (`store::entry_cache`) and the pages' card memo alike.
+pub const MAX_CACHED_ENTRY: usize = 16 * 1024;
+
+/// An entry as the store holds it: its id and its JSON text, which is what a GET returns. Both are
+/// shared text: the entries one read collects share its buffers (`store::chunk`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntry {
+    pub id: ByteString,
+    pub json: Bytes,
+}
+
+impl StoredEntry {
+    /// The entry as a typed value (for updates and health checks).
+    pub fn entry(&self) -> Result<ContainerRegistry, StoreError> {
+        serde_json::from_slice(&self.json).map_err(|e| unreadable(&self.id, e))
+    }
+
+    /// The entry as a JSON document holding only `fields` (for evaluating the filter they come
+    /// from): one parse, which builds nothing for the other fields.
+    pub fn document(&self, fields: &Fields) -> Result<Value, StoreError> {
+        fields
+            .parse(&self.json)
+            .map_err(|e| unreadable(&self.id, e))
+    }
+}
+
+/// Says which stored entry could not be read, the same way wherever it is read.
+fn no_owners<S: Store + ?Sized>(store: &S) -> StoreError {
+    StoreError::Unavailable(format!("{} keeps no owners", store.describe()))
+}
+
+pub fn unreadable(id: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}"))
+}
+
+/// One request for a chunk of a query.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanRequest<'a> {
+    pub filter: &'a Filter,
+    /// How to read; a store without a usable index may fall back to a scan (see
+    /// [`ScanChunk::used_index`]).
+    pub plan: &'a Plan,
+    /// Resume after this key (the last key examined by the previous chunk).
+    pub after: Option<&'a str>,
+    /// Examine at most this many entries...
+    pub max_entries: usize,
+    /// ...and stop once the candidates hold this many bytes (at least one entry is examined).
+    pub max_bytes: usize,
+}
+
+/// One chunk of a query, in the order of the plan that read it.
+#[derive(Debug)]
+pub struct ScanChunk {
+    /// Entries after the start key that may match (a store may pre-filter, never over-filter).
+    pub candidates: Vec<StoredEntry>,
+    /// Key of the last entry examined; `None` when the plan has no more entries.
+    pub last_key: Option<String>,
+    /// How many stored entries this chunk read (the work it cost).
+    pub scanned: usize,
+    /// Every candidate is known to match the filter: the caller need not evaluate it.
+    pub exact: bool,
+    /// The chunk was read through the tag index (in id order) rather than by a scan.
+    pub used_index: bool,
+}
+
+/// What `reindex` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReindexReport {
+    /// Entries read.
+    pub entries: usize,
+    /// Index keys the entries call for (one per tag per entry).
+    pub index_keys: usize,
+    /// Index keys that pointed at an entry no longer carrying the tag, removed.
+    pub stale_keys_removed: usize,
+}
+
+/// A place entries live, with a tag index kept consistent with them.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new entry and its index keys; `AlreadyExists` when the id is taken.
+    async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError>;
+
+    /// The entry as stored.
+    async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError>;
+
+    /// Appends the entry's stored JSON to `out` when the store holds it in memory, without
+    /// waiting: `true` if it did. A GET answers from here when it can, with no future to box and
+    /// no copy but the one into its answer; otherwise it calls [`get`](Self::get).
+    fn get_cached_into(&self, _id: &str, _out: &mut bytes::BytesMut) -> bool {
+        false
+    }
+
+    /// Replaces the client fields of `old` with those of `new` if the stored version is still
+    /// `old`'s; otherwise `VersionConflict` (which includes the entry having been deleted
+    /// meanwhile). The stored health result is kept as it is: health is written only by
+    /// [`Store::set_health`], so a probe between the read and this write is never undone.
+    async fn replace(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes an entry and its index keys; `false` when there was none.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Reads one chunk of a query (see [`ScanRequest`]). The caller evaluates the filter exactly on
+    /// what comes back unless the chunk says it is exact.
+    async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError>;
+
+    /// Ids and public URLs of up to `max` entries after `after`, for a health sweep; the next
+    /// `after`, or `None` at the end. May read slightly stale data.
+    async fn probe_targets(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError>;
+
+    /// Records a health result on an entry, touching no other field (not even the version: a
+    /// probe is not an edit, and must not make an owner's read-modify-write fail).
+    /// `false` when the entry no longer exists.
+    async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError>;
+
+    /// Rebuilds the tag index from the entries (for a store that predates it, or to remove stale
+    /// keys). Safe to run while the service serves.
+    async fn reindex(&self) -> Result<ReindexReport, StoreError>;
+
+    /// Inserts a new entry with its owner record (`domain::owner`), kept beside the entry and
+    /// never in its JSON. Stores that keep owners override this (and [`insert`](Self::insert)
+    /// is this with no owner).
+    async fn insert_owned(
+        &self,
+        entry: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match owner {
+            None => self.insert(entry).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
+
+    /// The owner record of an entry: `None` when there is no such entry, `Some(None)` when it has
+    /// no owner. Always read from the store itself (never a cache), so a rotation through another
+    /// process counts at once.
+    async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        Ok(self.get(id).await?.map(|_| None))
+    }
+
+    /// Sets the owner record of an entry if its current one is `expected` (`None`: no owner);
+    /// `false` when it was not (another rotation won). `NotFound` when there is no entry.
+    async fn set_owner(
+        &self,
+        _id: &str,
+        _expected: Option<&str>,
+        _owner: &str,
+    ) -> Result<bool, StoreError> {
+        Err(no_owners(self))
+    }
+
+    /// [`replace`](Self::replace), and only while the entry's owner record is `owner` (when
+    /// given); otherwise `VersionConflict`.
+    async fn replace_owned(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match owner {
+            None => self.replace(old, new).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
+
+    /// [`delete`](Self::delete), and only while the entry's owner record is `owner` (when given);
+    /// otherwise `VersionConflict`.
+    async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
+        match owner {
+            None => self.delete(id).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
+
+    /// A short description for logs ("embedded store at ./data", "DynamoDB table T").
+    fn describe(&self) -> String;
+
+    /// True when no other process can write to this store (the embedded store's file is locked by
+    /// the process that opened it), so an answer derived from it stays exact until this process
+    /// writes. See [`Watched`].
+    fn only_writer(&self) -> bool {
+        false
+    }
+}
