@@ -1319,3 +1319,51 @@ async fn the_client_is_the_trusted_headers_last_address_only_when_a_setting_name
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+/// The real server counts creates per client address, the socket's peer: two clients on two
+/// loopback addresses each get their own bucket, and the second create from one address within
+/// the hour is a 429 with `Retry-After`.
+#[test]
+fn the_real_server_limits_creates_per_peer_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = support::start_server(
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--writes",
+            "owners",
+            "--creates-per-hour",
+            "1",
+        ],
+        &[],
+    );
+    let from = |ip: [u8; 4]| {
+        reqwest::blocking::Client::builder()
+            .no_proxy()
+            .local_address(IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let create = |client: &reqwest::blocking::Client, id: &str| {
+        client
+            .post(format!("{}/container_registry", server.base))
+            .json(&entry(id, id))
+            .send()
+            .unwrap()
+    };
+    let (a, b) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    assert_eq!(create(&a, "peer-a-1").status(), 201);
+    // Another address has a bucket of its own (were the peer unknown, both would share one).
+    assert_eq!(create(&b, "peer-b-1").status(), 201);
+    let refused = create(&a, "peer-a-2");
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["code"], "rate_limited");
+}

@@ -44,9 +44,9 @@ fn every_event_file_is_covered_by_a_test() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     names.sort();
-    // The owner events run in tests/owners.rs, under `--writes owners`.
+    // The owner events run in tests/it/owners.rs, under `--writes owners`.
     let owner_events =
-        std::fs::read_to_string(format!("{}/tests/owners.rs", support::ROOT)).unwrap();
+        std::fs::read_to_string(format!("{}/tests/it/owners.rs", support::ROOT)).unwrap();
     let mut covered: Vec<String> = HTTP_EVENTS
         .iter()
         .map(|(n, _)| n.to_string())
