@@ -43,8 +43,11 @@ use crate::state::AppState;
 
 /// Registries per page of the list.
 pub const PAGE_SIZE: usize = 20;
-/// Most tags listed in the facet column (the most frequent first; the JSON endpoint has more).
+/// Most tags listed in the facet column (the selected ones, then the most frequent; the JSON
+/// endpoint has more). Each is a link that repeats the search, so this also bounds the page.
 pub const FACET_TAGS_SHOWN: usize = 30;
+/// Longest error message a page shows, in characters: messages may quote what was asked for.
+pub const MAX_ERROR_CHARS: usize = 300;
 
 /// The page's routes, for the router and for `template.yaml`'s route check.
 pub const ROUTES: [(&str, &str); 3] = [
@@ -215,7 +218,7 @@ impl<'a> ListPage<'a> {
             .filter(|t| !facets.tags.iter().any(|c| &c.value == *t))
             .map(|t| (t.clone(), 0))
             .chain(facets.tags.iter().map(|c| (c.value.clone(), c.count)))
-            .take(FACET_TAGS_SHOWN.max(search.tags.len()))
+            .take(FACET_TAGS_SHOWN)
             .map(|(value, count)| TagFacet {
                 selected: search.tags.contains(&value),
                 href: search.href_toggling_tag(&value),
@@ -276,7 +279,7 @@ async fn list_page(
         Ok((page, facets, cards)) => render(StatusCode::OK, &build(&search, &page, facets, &cards)),
         Err(e) => {
             let status = e.status();
-            let page = ListPage::new(search, e.to_string(), Vec::new(), Arc::default());
+            let page = ListPage::new(search, error_text(&e), Vec::new(), Arc::default());
             render(status, &page)
         }
     }
@@ -482,9 +485,20 @@ fn page_error(e: AppError) -> Response {
         &ErrorPage {
             layout: Layout::new(),
             title,
-            message: e.to_string(),
+            message: error_text(&e),
         },
     )
+}
+
+/// The error's sentence, cut at [`MAX_ERROR_CHARS`] (an id in a path, say, can be as long as the
+/// request line).
+fn error_text(e: &AppError) -> String {
+    let mut text = e.to_string();
+    if let Some((i, _)) = text.char_indices().nth(MAX_ERROR_CHARS) {
+        text.truncate(i);
+        text.push_str("...");
+    }
+    text
 }
 
 /// Bytes reserved for a rendered page.
