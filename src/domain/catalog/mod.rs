@@ -179,7 +179,9 @@ impl Catalog {
                 )));
             }
             let mut doc = Value::Object(old.to_json());
-            update.apply(&mut doc)?;
+            // Refused before it is built when it would pad or create more values than an entry
+            // may hold at all.
+            update.apply_within(&mut doc, crate::domain::entry::size::MAX_VALUES)?;
             let new = ContainerRegistry::from_update(doc, &old)?;
             match self.store.replace_owned(&old, &new, owner.as_deref()).await {
                 Ok(()) => return Ok(new),
