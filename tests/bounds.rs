@@ -443,3 +443,55 @@ fn four_padding_updates_at_once_leave_the_server_small() {
         before / 1024
     );
 }
+
+#[tokio::test]
+async fn import_refuses_dates_rfc_3339_cannot_write_and_goes_on() {
+    use registry_db::domain::service::Registry;
+    let (store, _dir) = support::embedded_store();
+    let registry = Registry::new(store, support::loopback_prober(1000));
+    let line = |id: &str, ms: i64| {
+        json!({
+            "_id": {"$oid": "65f1c0ffee0ddba11ca7f00d"},
+            "container_registry_id": id,
+            "container_registry_name": id,
+            "container_registry_public_url": "http://10.0.0.1:5000",
+            "container_registry_metadata": {"since": {"$date": {"$numberLong": ms.to_string()}}},
+        })
+        .to_string()
+    };
+    // The last instant of 9999 and the first of 0000, then one millisecond past each.
+    let export = [
+        line("last", 253_402_300_799_999),
+        line("after-last", 253_402_300_800_000),
+        line("first", -62_167_219_200_000),
+        line("before-first", -62_167_219_200_001),
+    ]
+    .join("\n");
+    let mut findings = Vec::new();
+    let report =
+        registry_db::import::import(&registry, std::io::Cursor::new(export.into_bytes()), |f| {
+            findings.push(f.to_string())
+        })
+        .await;
+    assert_eq!((report.read, report.imported, report.refused), (4, 2, 2));
+    assert!(report.stopped.is_none());
+    assert_eq!(findings.len(), 2);
+    for (finding, id) in findings.iter().zip(["after-last", "before-first"]) {
+        assert!(finding.contains(id), "{finding}");
+        assert!(
+            finding.contains("container_registry_metadata.since: $date")
+                && finding.contains("years 0000 to 9999"),
+            "{finding}"
+        );
+    }
+    let since = |id: &str| {
+        let registry = registry.clone();
+        let id = id.to_string();
+        async move {
+            let e = registry.get(&id).await.unwrap().entry().unwrap();
+            e.container_registry_metadata["since"].clone()
+        }
+    };
+    assert_eq!(since("last").await, "9999-12-31T23:59:59.999Z");
+    assert_eq!(since("first").await, "0000-01-01T00:00:00.000Z");
+}
