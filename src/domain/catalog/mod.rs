@@ -8,6 +8,7 @@ mod facets;
 mod health;
 mod owners;
 mod query;
+pub mod tag_counts;
 mod watched;
 
 use std::collections::HashMap;
