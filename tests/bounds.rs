@@ -446,9 +446,9 @@ fn four_padding_updates_at_once_leave_the_server_small() {
 
 #[tokio::test]
 async fn import_refuses_dates_rfc_3339_cannot_write_and_goes_on() {
-    use registry_db::domain::service::Registry;
+    use registry_db::domain::catalog::Catalog;
     let (store, _dir) = support::embedded_store();
-    let registry = Registry::new(store, support::loopback_prober(1000));
+    let registry = Catalog::new(store, support::loopback_prober(1000));
     let line = |id: &str, ms: i64| {
         json!({
             "_id": {"$oid": "65f1c0ffee0ddba11ca7f00d"},
