@@ -495,3 +495,58 @@ async fn import_refuses_dates_rfc_3339_cannot_write_and_goes_on() {
     assert_eq!(since("last").await, "9999-12-31T23:59:59.999Z");
     assert_eq!(since("first").await, "0000-01-01T00:00:00.000Z");
 }
+
+/// Entries that carry `common` and, between them, `unique` other tags no two share.
+async fn entries_with_distinct_tags(app: &Router, unique: usize) -> usize {
+    let per_entry = MAX_TAGS - 1;
+    let mut made = 0;
+    let mut i = 0;
+    while made < unique {
+        let n = per_entry.min(unique - made);
+        let mut tags = vec!["common".to_string()];
+        tags.extend((made..made + n).map(|k| format!("u{k:05}")));
+        made += n;
+        let body = json!({
+            "container_registry_id": format!("t{i:03}"),
+            "container_registry_name": format!("tags {i}"),
+            "container_registry_public_url": "http://10.0.0.1:5000",
+            "container_registry_tags": tags,
+        });
+        let (status, out) = call(app, "POST", "/container_registry", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{out}");
+        i += 1;
+    }
+    i
+}
+
+#[tokio::test]
+async fn facet_counting_holds_at_most_its_cap_of_tags_and_says_how_far_off_it_is() {
+    use registry_db::domain::catalog::tag_counts::MAX_COUNTED_TAGS;
+    for (distinct, error) in [(MAX_COUNTED_TAGS, 0), (MAX_COUNTED_TAGS + 1, 1)] {
+        let (store, _dir) = support::embedded_store();
+        let app = app(store, None);
+        // `common` is one of the distinct tags.
+        let entries = entries_with_distinct_tags(&app, distinct - 1).await as u64;
+        let (status, out) = call(
+            &app,
+            "POST",
+            "/container_registries/facets",
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        let data = &out["data"];
+        assert_eq!(data["matched"], entries);
+        assert_eq!(data["complete"], true);
+        assert_eq!(data["tags_truncated"], true);
+        assert_eq!(data["tags_error"], error, "{distinct} distinct tags");
+        let tags = data["tags"].as_array().unwrap();
+        assert_eq!(tags[0]["value"], "common");
+        // Exact at the cap; past it, at most `tags_error` low, never high.
+        assert_eq!(tags[0]["count"], entries - error);
+        if error == 0 {
+            assert!(tags[1..].iter().all(|t| t["count"] == 1));
+            assert_eq!(tags.len(), registry_db::domain::catalog::MAX_FACET_TAGS);
+        }
+    }
+}
