@@ -550,3 +550,61 @@ async fn facet_counting_holds_at_most_its_cap_of_tags_and_says_how_far_off_it_is
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_all_of_long_tag_lists_stops_at_the_work_bound() {
+    use registry_db::domain::catalog::{Catalog, MAX_SCANNED_PER_PAGE};
+    use registry_db::domain::entry::ContainerRegistry;
+    use registry_db::query::Filter;
+    // 1,000 entries carry the same 47 tags; one other carries only "z". `$all` of the 48 matches
+    // nothing, but reading it through the index meets 47 lists of 1,000 ids: 47,000 keys.
+    const ENTRIES: usize = 1000;
+    let common: Vec<String> = (0..MAX_TAGS - 1).map(|k| format!("a{k:02}")).collect();
+    for s in support::stores().await {
+        for i in 0..ENTRIES {
+            let entry = ContainerRegistry::from_create(json!({
+                "container_registry_id": format!("e{i:04}"),
+                "container_registry_name": format!("e{i}"),
+                "container_registry_public_url": "http://10.0.0.1:5000",
+                "container_registry_tags": common,
+            }))
+            .unwrap();
+            s.store.insert(&entry).await.unwrap();
+        }
+        let z = ContainerRegistry::from_create(json!({
+            "container_registry_id": "z",
+            "container_registry_name": "z",
+            "container_registry_public_url": "http://10.0.0.1:5000",
+            "container_registry_tags": ["z"],
+        }))
+        .unwrap();
+        s.store.insert(&z).await.unwrap();
+        let catalog = Catalog::new(s.store.clone(), support::loopback_prober(100));
+        let mut all = common.clone();
+        all.push("z".into());
+        let filter = Filter::parse(&json!({"container_registry_tags": {"$all": all}})).unwrap();
+        let (mut pages, mut keys, mut cursor) = (0, Vec::new(), None::<String>);
+        loop {
+            let page = catalog
+                .query(&filter, 100, cursor.as_deref())
+                .await
+                .unwrap();
+            assert!(page.entries.is_empty(), "{}", s.name);
+            pages += 1;
+            keys.push(page.index_keys);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        // The first page stops at the bound (the chunk that crosses it reads at most one
+        // chunk of each list: 48 x 1,001 keys) and a cursor goes on from there.
+        assert!(pages > 1, "{}: one page read {keys:?} keys", s.name);
+        assert!(
+            keys[0] >= MAX_SCANNED_PER_PAGE && keys[0] <= MAX_SCANNED_PER_PAGE + MAX_TAGS * 1001,
+            "{}: {keys:?}",
+            s.name
+        );
+        assert!(keys.iter().sum::<usize>() >= ENTRIES * (MAX_TAGS - 1));
+    }
+}

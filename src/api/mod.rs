@@ -303,6 +303,7 @@ async fn query_entries(
     tracing::debug!(
         returned = page.entries.len(),
         scanned = page.scanned,
+        index_keys = page.index_keys,
         "query page"
     );
     Ok(raw::entries_response(

@@ -87,6 +87,9 @@ pub struct ScanChunk {
     pub last_key: Option<String>,
     /// How many stored entries this chunk read (the work it cost).
     pub scanned: usize,
+    /// How many tag-index keys it read to choose them (0 for a scan): an intersection of two
+    /// long lists may read many keys to find few entries, and the work bound counts them too.
+    pub index_keys: usize,
     /// Every candidate is known to match the filter: the caller need not evaluate it.
     pub exact: bool,
     /// The chunk was read through the tag index (in id order) rather than by a scan.

@@ -560,6 +560,7 @@ impl Store for EmbeddedStore {
                     let candidates = chunk.into_entries();
                     Ok(ScanChunk {
                         scanned: candidates.len(),
+                        index_keys: 0,
                         candidates,
                         last_key,
                         exact: false,
@@ -577,6 +578,7 @@ impl Store for EmbeddedStore {
                         .iter()
                         .map(|(tag, part)| (tag.to_string(), part.posting()))
                         .collect();
+                    let index_keys = lists.iter().map(|(_, part)| part.range.len()).sum();
                     let merged = merge(&tag_plan.set, postings);
                     let mut last_key = merged.horizon;
                     let total = merged.ids.len();
@@ -626,6 +628,7 @@ impl Store for EmbeddedStore {
                     let candidates = chunk.into_entries();
                     Ok(ScanChunk {
                         scanned: candidates.len(),
+                        index_keys,
                         candidates,
                         last_key,
                         exact,

@@ -351,6 +351,7 @@ mod tests {
             }
             Ok(ScanChunk {
                 scanned: candidates.len(),
+                index_keys: 0,
                 candidates,
                 last_key,
                 exact: false,

@@ -231,7 +231,8 @@ fn check_path_id(id: &str) -> Result<(), AppError> {
 /// Reads the candidates of a filter chunk by chunk, the same way for a query page and a facet
 /// count: in the plan's order (falling back to a scan when the store has no usable index yet),
 /// each chunk resuming after the last key the one before examined, and no chunk once
-/// [`MAX_SCANNED_PER_PAGE`] entries have been examined or the plan has no more.
+/// [`MAX_SCANNED_PER_PAGE`] entries have been examined (or tag-index keys read, whichever are
+/// more in a chunk) or the plan has no more.
 struct Chunks<'a> {
     store: &'a dyn Store,
     filter: &'a Filter,
@@ -239,6 +240,10 @@ struct Chunks<'a> {
     /// Where the next chunk starts: after this key.
     after: Option<ByteString>,
     scanned: usize,
+    /// What the work bound counts: per chunk, the entries it read or the index keys it read to
+    /// choose them, whichever are more.
+    work: usize,
+    index_keys: usize,
     read: u32,
     finished: bool,
 }
@@ -256,6 +261,8 @@ impl<'a> Chunks<'a> {
             plan,
             after,
             scanned: 0,
+            work: 0,
+            index_keys: 0,
             read: 0,
             finished: false,
         }
@@ -264,7 +271,7 @@ impl<'a> Chunks<'a> {
     /// The next chunk of at most `max_entries` (and [`SCAN_CHUNK_BYTES`]), or `None` when the plan
     /// has no more entries or the work bound is reached.
     async fn next(&mut self, max_entries: usize) -> Result<Option<ScanChunk>, AppError> {
-        if self.finished || self.scanned >= MAX_SCANNED_PER_PAGE {
+        if self.finished || self.work >= MAX_SCANNED_PER_PAGE {
             return Ok(None);
         }
         let chunk = self
@@ -273,11 +280,13 @@ impl<'a> Chunks<'a> {
                 filter: self.filter,
                 plan: &self.plan,
                 after: self.after.as_deref(),
-                max_entries: max_entries.min(MAX_SCANNED_PER_PAGE - self.scanned).max(1),
+                max_entries: max_entries.min(MAX_SCANNED_PER_PAGE - self.work).max(1),
                 max_bytes: SCAN_CHUNK_BYTES,
             })
             .await?;
         self.scanned += chunk.scanned;
+        self.work += chunk.scanned.max(chunk.index_keys);
+        self.index_keys += chunk.index_keys;
         self.read += 1;
         if !chunk.used_index {
             // The store had no usable index (yet): go on in scan order.
@@ -302,6 +311,16 @@ impl<'a> Chunks<'a> {
 
     fn scanned(&self) -> usize {
         self.scanned
+    }
+
+    /// Entries and tag-index keys read so far.
+    fn work_done(&self) -> (usize, usize) {
+        (self.scanned, self.index_keys)
+    }
+
+    /// Whether the work bound stops the reading here.
+    fn bounded(&self) -> bool {
+        self.work >= MAX_SCANNED_PER_PAGE
     }
 
     /// The chunks read so far.

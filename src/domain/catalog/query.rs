@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytestring::ByteString;
 use serde_json::Value;
 
-use super::{Catalog, Chunks, MAX_SCANNED_PER_PAGE, SCAN_CHUNK};
+use super::{Catalog, Chunks, SCAN_CHUNK};
 use crate::domain::entry::validate_id;
 use crate::domain::plan::Plan;
 use crate::domain::store::StoredEntry;
@@ -28,6 +28,8 @@ pub struct Page {
     pub next_cursor: Option<String>,
     /// Entries examined to fill this page (logged, and reported in the README's measurements).
     pub scanned: usize,
+    /// Tag-index keys read to choose them (logged; counted by the work bound too).
+    pub index_keys: usize,
 }
 
 /// Where a query stopped. Opaque to clients: base64url of a small JSON object naming the last key
@@ -102,7 +104,7 @@ impl Catalog {
         let mut bytes = 0usize;
         let fields = Fields::of(filter);
         let mut work = Work::new();
-        let page = |entries, after: Option<ByteString>, used_index, scanned| Page {
+        let page = |entries, after: Option<ByteString>, used_index, (scanned, index_keys)| Page {
             entries,
             next_cursor: after.map(|after| {
                 encode_cursor(&Cursor {
@@ -111,6 +113,7 @@ impl Catalog {
                 })
             }),
             scanned,
+            index_keys,
         };
         loop {
             // Where this chunk starts, and so where a page that takes none of it resumes.
@@ -118,9 +121,14 @@ impl Catalog {
             let wanted = chunk_entries(limit - entries.len(), chunks.read());
             let Some(chunk) = chunks.next(wanted).await? else {
                 // Never reached: a page ends below as soon as the chunks do.
-                return Ok(page(entries, after, chunks.uses_index(), chunks.scanned()));
+                return Ok(page(
+                    entries,
+                    after,
+                    chunks.uses_index(),
+                    chunks.work_done(),
+                ));
             };
-            let scanned = chunks.scanned();
+            let scanned = chunks.work_done();
             let used_index = chunks.uses_index();
             // What the page takes from this chunk starts here (see `unpin`).
             let first = entries.len();
@@ -176,7 +184,7 @@ impl Catalog {
             if chunks.finished() {
                 return Ok(page(entries, None, used_index, scanned));
             }
-            if scanned >= MAX_SCANNED_PER_PAGE {
+            if chunks.bounded() {
                 return Ok(page(entries, chunks.after().cloned(), used_index, scanned));
             }
         }

@@ -741,6 +741,7 @@ impl DynamoStore {
                 .map(|tag| self.posting(tag, after, max_entries + 1)),
         )
         .await?;
+        let index_keys = postings.iter().map(|p| p.ids.len()).sum();
         let postings: BTreeMap<String, Posting> =
             tags.iter().map(|t| t.to_string()).zip(postings).collect();
         let merged = merge(&plan.set, postings);
@@ -764,6 +765,7 @@ impl DynamoStore {
         }
         Ok(ScanChunk {
             scanned: candidates.len(),
+            index_keys,
             candidates,
             last_key,
             // Stale index items are possible here (see the module docs): always evaluate.
@@ -811,6 +813,7 @@ impl DynamoStore {
             candidates,
             last_key,
             scanned,
+            index_keys: 0,
             exact: false,
             used_index: false,
         })
