@@ -175,16 +175,6 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
-/// Peak resident memory of a process, in KiB (`VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
-
 #[test]
 fn partial_heads_are_closed_after_the_header_timeout_even_when_trickled() {
     let dir = tempfile::tempdir().unwrap();
@@ -555,7 +545,7 @@ fn two_thousand_stalled_uploads_keep_peak_memory_bounded() {
         let status = sent.get(9..12).unwrap_or("none").to_string();
         *answers.entry(status).or_default() += 1;
     }
-    let peak = peak_rss_kib(server.pid()) >> 10;
+    let peak = support::peak_rss_kib(server.pid()) >> 10;
     eprintln!("peak RSS {peak} MiB; answers by status: {answers:?}");
     assert!(
         peak < BOUND_MIB,

@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod binary;
+mod bounds;
 mod connections;
 mod deploy {
     mod manifests;

@@ -343,3 +343,13 @@ pub fn start_server_logging_to(args: &[&str], envs: &[(&str, &str)], stderr: Std
         .to_string();
     Server { child, base }
 }
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}

@@ -1,7 +1,7 @@
 //! Issue 18: every request bounded in work and memory, whatever it holds (the page's links, filter
 //! evaluation, updates, facets, import).
 
-mod support;
+use crate::support;
 
 use axum::Router;
 use axum::body::Body;
@@ -386,16 +386,6 @@ async fn an_update_that_would_pad_past_the_value_limit_is_refused_before_it_is_b
     assert_eq!(k0.as_array().unwrap().len(), MAX_ARRAY_BACKFILL + 1);
 }
 
-/// Peak resident memory of a process, in KiB (`VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
-
 #[test]
 fn four_padding_updates_at_once_leave_the_server_small() {
     let dir = tempfile::tempdir().unwrap();
@@ -409,7 +399,7 @@ fn four_padding_updates_at_once_leave_the_server_small() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 201);
-    let before = peak_rss_kib(server.pid());
+    let before = support::peak_rss_kib(server.pid());
     let updates: Vec<_> = (0..4)
         .map(|_| {
             let (client, url, update) = (
@@ -428,7 +418,7 @@ fn four_padding_updates_at_once_leave_the_server_small() {
     for u in updates {
         u.join().unwrap();
     }
-    let peak = peak_rss_kib(server.pid());
+    let peak = support::peak_rss_kib(server.pid());
     println!(
         "peak RSS {} MiB, {} MiB before the updates",
         peak / 1024,
