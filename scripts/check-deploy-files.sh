@@ -41,10 +41,12 @@ trap 'rm -rf "$tmp"' EXIT
 
 # --- SAM template -------------------------------------------------------------------------
 
-step "cfn-lint template.yaml"
-if cfn-lint template.yaml; then echo "ok"; else fail "cfn-lint template.yaml"; fi
+# Both templates: template.yaml (IAM writes) and template-public.yaml (owner tokens).
+for template in template.yaml template-public.yaml; do
+step "cfn-lint $template"
+if cfn-lint "$template"; then echo "ok"; else fail "cfn-lint $template"; fi
 
-step "sam validate --lint --region us-east-1"
+step "sam validate --lint --region us-east-1 ($template)"
 # Dummy credentials and no config files, so no real profile is ever used; no instance
 # metadata lookups; no telemetry; and a fresh SAM config dir whose last version check is
 # "now", so sam does not ask PyPI for a newer release.
@@ -58,20 +60,20 @@ if env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_DEFAULT_PROFILE \
     AWS_EC2_METADATA_DISABLED=true \
     SAM_CLI_TELEMETRY=0 \
     __SAM_CLI_APP_DIR="$tmp/sam-app-dir" \
-    sam validate --lint --region us-east-1 --template-file template.yaml; then
+    sam validate --lint --region us-east-1 --template-file "$template"; then
     echo "ok"
 else
-    fail "sam validate --lint --region us-east-1"
+    fail "sam validate --lint --region us-east-1 ($template)"
 fi
 
-step "SAM transform (samtranslator, offline)"
+step "SAM transform of $template (samtranslator, offline)"
 # cfn-lint 1.x checks SAM resources against schemas but no longer runs the SAM transform, so
 # rules that span resources (e.g. "Authorizer: NONE needs a DefaultAuthorizer on the API")
 # are only caught by translating. `sam validate` without --lint would translate too, but
 # hands the translator an IAM client; here the policy loader is local and refuses to look
 # anything up, so this step can never contact AWS.
 if env -u AWS_PROFILE AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-    python3 - template.yaml <<'PY'; then echo "ok"; else fail "SAM transform of template.yaml"; fi
+    python3 - "$template" <<'PY'; then echo "ok"; else fail "SAM transform of $template"; fi
 import sys
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
@@ -100,6 +102,7 @@ for res in out["Resources"].values():
                 auth = ",".join(k for s in op.get("security", []) for k in s) or "(none set)"
                 print(f"  {method.upper():7} {path:32} auth={auth}")
 PY
+done
 
 # --- Lambda sample events -----------------------------------------------------------------
 
@@ -175,4 +178,4 @@ if ((${#failures[@]})); then
     printf '  - %s\n' "${failures[@]}" >&2
     exit 1
 fi
-echo "check-deploy-files: all checks passed (template, ${#events[@]} events, ${#manifests[@]} manifests, ${#kustomizations[@]} kustomizations)"
+echo "check-deploy-files: all checks passed (2 templates, ${#events[@]} events, ${#manifests[@]} manifests, ${#kustomizations[@]} kustomizations)"

@@ -6,10 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::access::{Access, WritePolicy};
+use crate::api::body::BodyLimits;
 use crate::domain::catalog::{CheckPolicy, PROBE_SLOT_WAIT};
 use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
+use crate::server::conn::Limits;
 use crate::store::Store;
 use crate::store::dynamodb::{DynamoStore, default_tag_table};
 use crate::store::embedded::EmbeddedStore;
@@ -137,6 +141,52 @@ fn parse_deny(item: &str) -> Result<DenyItem, String> {
     parse_deny_item(item).map(DenyItem)
 }
 
+/// Who may write, and the abuse limits that go with it (`api::auth`, `api::rate_limit`).
+#[derive(Debug, Clone, Args)]
+pub struct WriteArgs {
+    /// Who may write: `open` (anyone), `operator` (REGISTRY_DB_WRITE_TOKEN only) or `owners`
+    /// (anyone creates; an entry's owner token or the operator changes it) [default: `operator`
+    /// when REGISTRY_DB_WRITE_TOKEN is set, else `open`].
+    #[arg(long, env = "REGISTRY_DB_WRITES", value_enum)]
+    pub writes: Option<WritePolicy>,
+    /// Inside Lambda behind IAM auth: the IAM principal ARNs that are operators, comma-separated
+    /// (`arn:...:assumed-role/Ops/*` names every session of a role).
+    #[arg(long, env = "REGISTRY_DB_OPERATOR_PRINCIPALS", value_delimiter = ',')]
+    pub operator_principals: Vec<String>,
+    /// Creates per client address and hour (0: no limit) [default: 20 under `owners`, else no
+    /// limit].
+    #[arg(long, env = "REGISTRY_DB_CREATES_PER_HOUR")]
+    pub creates_per_hour: Option<u32>,
+    /// Health checks per client address and minute (0: no limit) [default: 60 under `owners`,
+    /// else no limit].
+    #[arg(long, env = "REGISTRY_DB_CHECKS_PER_MINUTE")]
+    pub checks_per_minute: Option<u32>,
+    /// The header a trusted proxy in front writes the client's address in (its last address
+    /// counts), e.g. `X-Forwarded-For` [default: none: the socket's peer address].
+    #[arg(long, env = "REGISTRY_DB_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<HeaderName>,
+}
+
+impl WriteArgs {
+    /// The access settings, given the operator's token.
+    pub fn access(&self, write_token: Option<&str>) -> Access {
+        let policy = self
+            .writes
+            .unwrap_or_else(|| WritePolicy::default_for(write_token));
+        Access {
+            policy: Some(policy),
+            operator_principals: self
+                .operator_principals
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            limits: Access::default_limits(policy, self.creates_per_hour, self.checks_per_minute),
+            client_ip_header: self.client_ip_header.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Listen address.
@@ -153,6 +203,58 @@ pub struct ServeArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub writes: WriteArgs,
+    #[command(flatten)]
+    pub connections: ConnArgs,
+}
+
+/// The local server's bounds on connections and request bodies (`server::conn`, `api::body`).
+/// The defaults fit a 256 MiB pod: 512 connections with at most 128 KiB of head each, and 32 MiB
+/// of bodies being read, leave room for the caches and the store.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Seconds a request head (request line and headers) may take to arrive, from its first byte.
+    #[arg(long, env = "REGISTRY_DB_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may wait for its next request before it is closed. Longer than the
+    /// idle timeout of a proxy in front (ALB and ingress-nginx: 60 s), so that the proxy closes
+    /// first and never sends a request on a connection being closed.
+    #[arg(long, env = "REGISTRY_DB_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may take to arrive whole; past it the answer is a 408.
+    #[arg(long, env = "REGISTRY_DB_BODY_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Seconds the handling of one request (its body included) may take; past it the answer is
+    /// a 503 with `Retry-After`.
+    #[arg(long, env = "REGISTRY_DB_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+    /// Connections open at once; at the cap a new one closes the longest-idle connection, or
+    /// waits when every connection has a request in flight. Lowered at start to fit under the
+    /// open-files limit.
+    #[arg(long, env = "REGISTRY_DB_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// MiB of request bodies being read at once, all requests together (at least one largest
+    /// body); a body that finds no room within 2 s is a 503 with `Retry-After`.
+    #[arg(long, env = "REGISTRY_DB_BODY_BUDGET_MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub body_budget_mib: u64,
+}
+
+impl ConnArgs {
+    /// The limits, with the open files kept for probes (one each) beside the server's own.
+    pub fn limits(&self, probe: &ProbeArgs) -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            reserved_fds: crate::server::conn::RESERVED_FDS + probe.probe_max_in_flight as u64,
+            body: BodyLimits::new(
+                (self.body_budget_mib as usize) << 20,
+                Duration::from_secs(self.body_timeout_secs),
+            ),
+        }
+    }
 }
 
 /// Where the local server serves `GET /metrics`.
@@ -270,16 +372,18 @@ pub fn write_token() -> Option<Arc<str>> {
 }
 
 /// Inside Lambda the same settings come from the environment, with DynamoDB as the default store.
-pub fn lambda_settings() -> anyhow::Result<(StoreArgs, ProbeArgs)> {
+pub fn lambda_settings() -> anyhow::Result<(StoreArgs, ProbeArgs, WriteArgs)> {
     #[derive(Parser)]
     struct LambdaEnv {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         probe: ProbeArgs,
+        #[command(flatten)]
+        writes: WriteArgs,
     }
     // Lambda defaults to DynamoDB; an explicit REGISTRY_DB_STORE still wins.
     let store_default = std::env::var("REGISTRY_DB_STORE").unwrap_or_else(|_| "dynamodb".into());
     let parsed = LambdaEnv::try_parse_from(["registry-db", "--store", &store_default])?;
-    Ok((parsed.store, parsed.probe))
+    Ok((parsed.store, parsed.probe, parsed.writes))
 }

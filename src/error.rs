@@ -4,6 +4,11 @@
 use crate::health::ProbeResult;
 use crate::query::QueryError;
 
+/// The `Retry-After` (seconds) of every 503: the store's client has already retried with backoff
+/// (`store::dynamodb`, SDK settings), so what is left is an outage or throttling that outlasts
+/// those retries; a second lets a client try again soon without hammering a struggling store.
+pub const STORE_RETRY_AFTER_SECS: u64 = 1;
+
 /// A rule an entry broke: which field, and why, in words.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -50,6 +55,20 @@ pub enum AppError {
     PayloadTooLarge(usize),
     #[error("this write needs the header Authorization: Bearer <token>")]
     Unauthorized,
+    /// An `Authorization` header that is malformed, too long, or carries no usable token; the
+    /// text says which (and never repeats the header).
+    #[error("{0}")]
+    BadCredentials(String),
+    /// A client's bucket for `what` is empty: try again after `retry_after_secs`.
+    #[error(
+        "too many {what} from this address: at most {burst} per {per_secs} s; try again in {retry_after_secs} s"
+    )]
+    RateLimited {
+        what: &'static str,
+        burst: u32,
+        per_secs: u64,
+        retry_after_secs: u64,
+    },
     #[error("no route for {0}")]
     NoRoute(String),
     #[error("method {method} is not allowed on {path}")]
@@ -68,6 +87,19 @@ pub enum AppError {
     /// The registry did not answer as an OCI registry; the probe result travels in `data`.
     #[error("{}", .0.error.clone().unwrap_or_else(|| "the registry did not answer as an OCI registry".into()))]
     Unhealthy(Box<ProbeResult>),
+    /// A bound of the local server is reached (see `server::conn`): try again after
+    /// `retry_after_secs`.
+    #[error("the server is at its limit of {what}; try again in {retry_after_secs} s")]
+    Busy {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
+    /// The client did not send its whole body within the body timeout (seconds).
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
+    /// Handling the request took longer than the request timeout (seconds).
+    #[error("the request took longer than {0} s to handle; try again shortly")]
+    RequestTimeout(u64),
     #[error("the service could not reach its store; try again shortly")]
     Store(String),
     #[error("internal error")]
@@ -86,13 +118,17 @@ impl AppError {
             AppError::AlreadyExists(_) => "already_exists",
             AppError::Conflict(_) => "update_conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
-            AppError::Unauthorized => "unauthorized",
+            AppError::Unauthorized | AppError::BadCredentials(_) => "unauthorized",
+            AppError::RateLimited { .. } => "rate_limited",
             AppError::Forbidden { code, .. } => code,
             AppError::TooManyProbes { .. } => "too_many_probes",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::Unhealthy(r) if r.reachable => "not_a_registry",
             AppError::Unhealthy(r) if r.refused_by.is_some() => "probe_refused",
             AppError::Unhealthy(_) => "unreachable",
+            AppError::Busy { .. } => "server_busy",
+            AppError::BodyTimeout(_) => "body_timeout",
+            AppError::RequestTimeout(_) => "request_timeout",
             AppError::Store(_) => "store_unavailable",
             AppError::Internal(_) => "internal",
         }

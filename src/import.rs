@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::BufRead;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
@@ -390,8 +390,19 @@ fn extended(map: Map<String, Value>, path: &str) -> Result<Value, String> {
                 Value::Number(ms) => ms.as_i64().and_then(DateTime::from_timestamp_millis),
                 _ => None,
             };
-            time.map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true)))
-                .ok_or_else(|| bad("a date"))
+            let time = time.ok_or_else(|| bad("a date"))?;
+            // RFC 3339 writes four-digit years: chrono would write others as "+10000-01-01..."
+            // or "-0001-...", which no reader of the entry takes for a date. Refused rather than
+            // clamped, so that an import never changes a value without saying so.
+            if !(0..=9999).contains(&time.year()) {
+                return Err(bad(
+                    "a date in the years 0000 to 9999 (the only ones an RFC 3339 timestamp can \
+                     write)",
+                ));
+            }
+            Ok(Value::String(
+                time.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ))
         }
         _ => Err(format!(
             "{at}: MongoDB extended JSON type {key} has no plain JSON form (supported: $numberInt, $numberLong, $numberDouble, $date)"
@@ -571,6 +582,8 @@ mod tests {
             "e": {"$date": {"$numberLong": "1735689600000"}},
             "f": {"$date": 1735689600123_i64},
             "g": {"plain": 1.5, "s": "$not-a-key"},
+            // The first and the last instant RFC 3339 can write.
+            "h": [{"$date": -62167219200000_i64}, {"$date": 253402300799999_i64}],
         });
         assert_eq!(
             plain_json(v, "").unwrap(),
@@ -578,6 +591,7 @@ mod tests {
                 "a": 8192, "b": -1, "c": [512.5, -0.0],
                 "d": "2025-03-01T09:30:00.000Z", "e": "2025-01-01T00:00:00.000Z",
                 "f": "2025-01-01T00:00:00.123Z", "g": {"plain": 1.5, "s": "$not-a-key"},
+                "h": ["0000-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"],
             })
         );
     }
@@ -612,6 +626,14 @@ mod tests {
             (
                 json!({"x": {"$date": "yesterday"}}),
                 "x: $date \"yesterday\" is not a date",
+            ),
+            (
+                json!({"x": {"$date": {"$numberLong": "253402300800000"}}}),
+                "x: $date {\"$numberLong\":\"253402300800000\"} is not a date in the years 0000 to 9999",
+            ),
+            (
+                json!({"x": {"$date": -62167219200001_i64}}),
+                "is not a date in the years 0000 to 9999",
             ),
             (
                 json!({"x": {"$numberInt": "1", "y": 2}}),

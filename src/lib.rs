@@ -5,6 +5,7 @@
 //! sweeps), `api` (the axum router and its OpenAPI document), and the entry points `server` and
 //! `lambda`. See ARCHITECTURE in the README.
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod domain;

@@ -17,10 +17,12 @@ async fn main() -> anyhow::Result<()> {
         // thread of its own, it overlaps the rest of init and the wait for the first event instead
         // of delaying the first `next`. The first HTTPS request waits for it if need be.
         std::thread::spawn(|| drop(registry_db::tls::client_config()));
-        let (store, probe) = config::lambda_settings()?;
+        let (store, probe, writes) = config::lambda_settings()?;
         // The figures go to CloudWatch as EMF lines after each invocation (`lambda::run`).
         let emf = metrics::Emf::install();
-        let state = AppState::open(&store, Some(&probe)).await?;
+        let mut state = AppState::open(&store, Some(&probe)).await?;
+        state.access = writes.access(state.write_token.as_deref());
+        tracing::info!(writes = state.policy().as_str(), limits = %state.access.limits.describe(), "registry-db Lambda function ready");
         let catalog = state.catalog.clone();
         return lambda::run(catalog, router(state), emf)
             .await
@@ -32,10 +34,12 @@ async fn main() -> anyhow::Result<()> {
             tls_ready()?;
             // Before the state: the store's counters are made when it opens.
             let handle = (args.metrics != MetricsAt::Off).then(metrics::install_prometheus);
-            let state = AppState::open(&args.store, Some(&args.probe)).await?;
+            let mut state = AppState::open(&args.store, Some(&args.probe)).await?;
+            state.access = args.writes.access(state.write_token.as_deref());
             let opts = ServeOptions {
                 addr: args.addr,
                 sweep_every: args.sweep_every.map(Duration::from_secs),
+                connections: args.connections.limits(&args.probe),
                 metrics: (args.metrics, handle),
             };
             serve(state, opts).await

@@ -1,4 +1,7 @@
-//! The local server: the same router on a TCP listener, optional periodic sweeps, graceful stop.
+//! The local server: the same router on a TCP listener, within the bounds of [`conn`], optional
+//! periodic sweeps, graceful stop.
+
+pub mod conn;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::access::WritePolicy;
 use crate::api::log::CatchPanic;
 use crate::config::MetricsAt;
 use crate::health::SweepOptions;
@@ -20,6 +24,8 @@ use crate::store::Store;
 pub struct ServeOptions {
     pub addr: std::net::SocketAddr,
     pub sweep_every: Option<Duration>,
+    /// Timeouts, connection cap and body budget (`config::ConnArgs`).
+    pub connections: conn::Limits,
     /// Where `/metrics` is served, and the recorder's handle (installed before the state was
     /// built, so that the store's counters record); `None` with `MetricsAt::Off`.
     pub metrics: (MetricsAt, Option<PrometheusHandle>),
@@ -49,16 +55,58 @@ pub fn metrics_routes(handle: PrometheusHandle, store: Arc<dyn Store>) -> Router
 }
 
 pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
-    if state.write_token.is_none() {
-        tracing::warn!(
-            "REGISTRY_DB_WRITE_TOKEN is not set: anyone who can reach this server can create, update and delete entries"
-        );
+    let policy = state.policy();
+    match (policy, state.write_token.is_some()) {
+        (WritePolicy::Open, _) => tracing::warn!(
+            "writes are open (--writes open): anyone who can reach this server can create, update and delete entries"
+        ),
+        (WritePolicy::Operator, false) => tracing::warn!(
+            "--writes operator without REGISTRY_DB_WRITE_TOKEN: nobody can write through this server"
+        ),
+        (WritePolicy::Owners, false) => tracing::warn!(
+            "--writes owners without REGISTRY_DB_WRITE_TOKEN: entries without an owner cannot be changed by anyone"
+        ),
+        _ => {}
     }
     let listener = TcpListener::bind(opts.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, store = %state.catalog.store().describe(), "registry-db listening");
+    let mut limits = opts.connections;
+    let (open_files, raised_from) = conn::raise_open_files_limit();
+    if let Some(from) = raised_from {
+        tracing::info!(
+            from,
+            to = open_files,
+            "raised the open-files soft limit to the hard limit"
+        );
+    }
+    let cap = conn::effective_cap(limits.max_connections, open_files, limits.reserved_fds);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            setting = limits.max_connections,
+            cap,
+            open_files,
+            reserved = limits.reserved_fds,
+            "connection cap lowered to fit under the open-files limit"
+        );
+    }
+    limits.max_connections = cap;
+    tracing::info!(
+        addr = %local,
+        store = %state.catalog.store().describe(),
+        writes = %policy.as_str(),
+        limits = %state.access.limits.describe(),
+        max_connections = limits.max_connections,
+        open_files_limit = open_files,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        body_timeout_secs = limits.body.timeout().as_secs(),
+        request_timeout_secs = limits.request_timeout.as_secs(),
+        body_budget_bytes = limits.body.budget_bytes(),
+        max_head_bytes = conn::MAX_HEAD_BYTES,
+        "registry-db listening"
+    );
     // A machine-readable line on stdout, so scripts and tests started with port 0 learn the port.
     println!("registry-db listening on http://{local}");
     let _ = std::io::stdout().flush();
@@ -107,9 +155,7 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
         }
     }
     let app = CatchPanic::new(app);
-    axum::serve(listener, axum::ServiceExt::into_make_service(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    conn::run(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("registry-db stopped");
     Ok(())
 }

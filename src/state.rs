@@ -1,10 +1,12 @@
-//! What the handlers and the entry points share: the catalog service and the write token. Built
+//! What the handlers and the entry points share: the catalog service, the write token and who may
+//! write (`access`). Built
 //! from the settings in one place, [`AppState::open`], by `serve`, `sweep`, the Lambda and
 //! `import` alike; the API and the pages both read it, and neither knows the other.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access::{Access, WritePolicy};
 use crate::config::{self, ProbeArgs, StoreArgs};
 use crate::domain::catalog::Catalog;
 use crate::health::{ProbeConfig, Prober};
@@ -15,6 +17,9 @@ use crate::store::metered::Metered;
 pub struct AppState {
     pub catalog: Catalog,
     pub write_token: Option<Arc<str>>,
+    /// The write policy and rate limits; the default is the policy the write token implies, with
+    /// no limits (the entry points set it from the settings).
+    pub access: Access,
 }
 
 impl AppState {
@@ -33,6 +38,14 @@ impl AppState {
         Ok(AppState {
             catalog,
             write_token: config::write_token(),
+            access: Access::default(),
         })
+    }
+
+    /// The write policy in force.
+    pub fn policy(&self) -> WritePolicy {
+        self.access
+            .policy
+            .unwrap_or_else(|| WritePolicy::default_for(self.write_token.as_deref()))
     }
 }

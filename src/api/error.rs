@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::log::Failure;
 use super::schema::ErrorResponse;
-use crate::error::AppError;
+use crate::error::{AppError, STORE_RETRY_AFTER_SECS};
 
 impl AppError {
     /// The HTTP status of the error, for the API's envelope and the pages' error page alike.
@@ -21,12 +21,16 @@ impl AppError {
             AppError::NotFound(_) | AppError::NoRoute(_) => StatusCode::NOT_FOUND,
             AppError::AlreadyExists(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized | AppError::BadCredentials(_) => StatusCode::UNAUTHORIZED,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::TooManyProbes { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unhealthy(_) => StatusCode::BAD_GATEWAY,
-            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Store(_) | AppError::Busy { .. } | AppError::RequestTimeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,14 +67,47 @@ impl IntoResponse for AppError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            AppError::BadCredentials(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
             AppError::TooManyProbes {
+                retry_after_secs, ..
+            }
+            | AppError::RateLimited {
+                retry_after_secs, ..
+            }
+            | AppError::Busy {
                 retry_after_secs, ..
             } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
+            AppError::RequestTimeout(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            AppError::BodyTimeout(_) => {
+                // What is left of the body is never read: the connection cannot carry another
+                // request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
+        }
+        // Every 503, whatever produced it, says when to come back.
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            && !response.headers().contains_key(header::RETRY_AFTER)
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORE_RETRY_AFTER_SECS),
+            );
         }
         response
     }

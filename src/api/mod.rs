@@ -20,11 +20,14 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::auth::WriteAccess;
+use self::auth::{ClientAddr, WriteAccess};
 use self::body::JsonBody;
 use self::schema::*;
+use crate::access::WritePolicy;
+use crate::access::rate_limit::Limited;
 use crate::domain::catalog::Facets;
 use crate::domain::catalog::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use crate::domain::owner::{Caller, OwnerToken, principal_record};
 use crate::error::AppError;
 use crate::health::is_probe_user_agent;
 use crate::query::Filter;
@@ -53,7 +56,18 @@ impl utoipa::Modify for WriteTokenScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "Needed for writes when the server runs with REGISTRY_DB_WRITE_TOKEN; on AWS, writes use IAM auth at the API instead.",
+                        "The operator's token (REGISTRY_DB_WRITE_TOKEN): every write under --writes operator, and any entry under --writes owners.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            OWNER_SECURITY,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Under --writes owners: the entry's owner token (rdbo_...), answered once by the create and by each rotation. Inside Lambda behind IAM auth the calling IAM principal (SigV4) is the owner instead.",
                     ))
                     .build(),
             ),
@@ -63,6 +77,8 @@ impl utoipa::Modify for WriteTokenScheme {
 
 /// The name of the security scheme that marks an operation as a write.
 pub const WRITE_SECURITY: &str = "write_token";
+/// The name of the security scheme of an entry's owner token.
+pub const OWNER_SECURITY: &str = "owner_token";
 
 /// Every documented route, once: the router (`crate::router`) and the OpenAPI document are both
 /// split from this.
@@ -70,6 +86,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_entry))
         .routes(routes!(get_entry, update_entry, delete_entry))
+        .routes(routes!(rotate_owner_token))
         .routes(routes!(query_entries))
         .routes(routes!(query_facets))
         .routes(routes!(check_health))
@@ -89,29 +106,52 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     responses(
         (status = 201, description = "Created", body = CreatedResponse),
         (status = 400, description = "Invalid entry: says which field broke which rule", body = ErrorResponse),
-        (status = 401, description = "A write token is required", body = ErrorResponse),
+        (status = 401, description = "The operator's token is required (--writes operator), or the Authorization header is malformed", body = ErrorResponse),
         (status = 409, description = "The id is taken", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Too many creates from this address (code rate_limited); retry after Retry-After seconds", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 503, description = "Store unavailable", body = ErrorResponse),
     ),
-    security(("write_token" = [])),
+    security((), ("write_token" = [])),
 )]
 async fn create_entry(
-    _: WriteAccess,
+    WriteAccess(caller): WriteAccess,
+    ClientAddr(client): ClientAddr,
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
+    state.access.limits.take(Limited::Creates, client)?;
     let body = body.ok_or_else(|| AppError::BadRequest {
         code: "invalid_json",
         message: "the request body must be a JSON object describing the registry".into(),
     })?;
-    let entry = state.catalog.create(body).await?;
+    // Under `owners` every entry gets an owner: the calling IAM principal, or a new token.
+    let (entry, owner_token) = match (state.policy(), &caller) {
+        (WritePolicy::Owners, Caller::Principal(arn)) => (
+            state
+                .catalog
+                .create_owned(body, Some(&principal_record(arn)))
+                .await?,
+            None,
+        ),
+        (WritePolicy::Owners, _) => {
+            let token = OwnerToken::generate();
+            let entry = state
+                .catalog
+                .create_owned(body, Some(&token.record()))
+                .await?;
+            (entry, Some(token.reveal()))
+        }
+        _ => (state.catalog.create(body).await?, None),
+    };
     let location = format!("/container_registry/{}", entry.container_registry_id);
     let body = CreatedResponse {
         success: true,
         data: CreatedData {
             message: "Container registry created".into(),
             id: entry.container_registry_id,
+            owner_token,
         },
     };
     Ok((
@@ -148,16 +188,17 @@ async fn get_entry(
     responses(
         (status = 200, description = "Updated", body = UpdatedResponse),
         (status = 400, description = "Invalid update, or the result is not a valid entry", body = ErrorResponse),
-        (status = 401, description = "A write token is required", body = ErrorResponse),
+        (status = 401, description = "No credentials, or a malformed Authorization header", body = ErrorResponse),
+        (status = 403, description = "These credentials do not own the entry (code forbidden)", body = ErrorResponse),
         (status = 404, description = "No such entry", body = ErrorResponse),
         (status = 409, description = "Concurrent writers kept winning; try again", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 503, description = "Store unavailable", body = ErrorResponse),
     ),
-    security(("write_token" = [])),
+    security(("owner_token" = []), ("write_token" = [])),
 )]
 async fn update_entry(
-    _: WriteAccess,
+    WriteAccess(caller): WriteAccess,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
@@ -166,7 +207,7 @@ async fn update_entry(
         code: "invalid_update",
         message: "the request body must be a JSON update document, e.g. {\"$set\": {\"container_registry_name\": \"new\"}}".into(),
     })?;
-    let entry = state.catalog.update(&id, &body).await?;
+    let entry = state.catalog.update_by(&id, &body, &caller).await?;
     Ok(Json(UpdatedResponse {
         success: true,
         data: UpdatedData {
@@ -183,22 +224,52 @@ async fn update_entry(
     params(("id" = String, Path, description = "container_registry_id")),
     responses(
         (status = 200, description = "Deleted", body = DeletedResponse),
-        (status = 401, description = "A write token is required", body = ErrorResponse),
+        (status = 401, description = "No credentials, or a malformed Authorization header", body = ErrorResponse),
+        (status = 403, description = "These credentials do not own the entry (code forbidden)", body = ErrorResponse),
         (status = 404, description = "No such entry", body = ErrorResponse),
         (status = 503, description = "Store unavailable", body = ErrorResponse),
     ),
-    security(("write_token" = [])),
+    security(("owner_token" = []), ("write_token" = [])),
 )]
 async fn delete_entry(
-    _: WriteAccess,
+    WriteAccess(caller): WriteAccess,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeletedResponse>, AppError> {
-    state.catalog.delete(&id).await?;
+    state.catalog.delete_by(&id, &caller).await?;
     Ok(Json(DeletedResponse {
         success: true,
         data: DeletedData {
             message: "Container registry deleted".into(),
+        },
+    }))
+}
+
+/// Give an entry a new owner token; the old one stops working at once, on every instance. Of
+/// concurrent rotations exactly one wins (the others answer 409).
+#[utoipa::path(
+    post, path = "/container_registry/{id}/owner_token", tag = "entries",
+    params(("id" = String, Path, description = "container_registry_id")),
+    responses(
+        (status = 200, description = "The new owner token, shown this once", body = OwnerTokenResponse),
+        (status = 401, description = "No credentials, or a malformed Authorization header", body = ErrorResponse),
+        (status = 403, description = "These credentials do not own the entry (code forbidden)", body = ErrorResponse),
+        (status = 404, description = "No such entry", body = ErrorResponse),
+        (status = 409, description = "Another rotation of this entry won", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+    security(("owner_token" = []), ("write_token" = [])),
+)]
+async fn rotate_owner_token(
+    WriteAccess(caller): WriteAccess,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<OwnerTokenResponse>, AppError> {
+    let token = state.catalog.rotate_owner(&id, &caller).await?;
+    Ok(Json(OwnerTokenResponse {
+        success: true,
+        data: OwnerTokenData {
+            owner_token: token.reveal(),
         },
     }))
 }
@@ -234,6 +305,7 @@ async fn query_entries(
     tracing::debug!(
         returned = page.entries.len(),
         scanned = page.scanned,
+        index_keys = page.index_keys,
         "query page"
     );
     Ok(raw::entries_response(
@@ -286,7 +358,7 @@ async fn query_facets(
             headers(("Age" = u64, description = "Present when the stored result was answered without probing: seconds since its checked_at"))),
         (status = 403, description = "The request comes from a registry-db health probe (code probe_loop): a probe never triggers another probe", body = ErrorResponse),
         (status = 404, description = "No such entry", body = ErrorResponse),
-        (status = 429, description = "Every probe slot stayed busy (code too_many_probes); retry after Retry-After seconds", body = ErrorResponse,
+        (status = 429, description = "Too many checks from this address (code rate_limited), or every probe slot stayed busy (code too_many_probes); retry after Retry-After seconds", body = ErrorResponse,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 502, description = "Unreachable, refused by the probe policy, or not a registry API; the probe result is in data", body = ErrorResponse,
             headers(("Age" = u64, description = "Present when the stored result was answered without probing: seconds since its checked_at"))),
@@ -295,6 +367,7 @@ async fn query_facets(
 )]
 async fn check_health(
     State(state): State<Arc<AppState>>,
+    ClientAddr(client): ClientAddr,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
@@ -310,6 +383,7 @@ async fn check_health(
             message: "this request comes from a registry-db health probe; a health probe never triggers another health check".into(),
         });
     }
+    state.access.limits.take(Limited::Checks, client)?;
     let check = state.catalog.check_health(&id).await?;
     let mut response = if check.result.answered() {
         Json(HealthResponse {

@@ -48,6 +48,23 @@ pub struct CreatedData {
     pub message: String,
     /// The registry id (never a database-internal id).
     pub id: String,
+    /// Under `--writes owners`: the entry's owner token, shown this once (the service keeps only
+    /// its hash). Absent under the other policies and for an IAM principal, which owns the entry
+    /// itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OwnerTokenData {
+    /// The entry's new owner token, shown this once; the previous one no longer works.
+    pub owner_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OwnerTokenResponse {
+    pub success: bool,
+    pub data: OwnerTokenData,
 }
 
 #[derive(Serialize, ToSchema)]

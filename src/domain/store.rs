@@ -55,6 +55,10 @@ impl StoredEntry {
 }
 
 /// Says which stored entry could not be read, the same way wherever it is read.
+fn no_owners<S: Store + ?Sized>(store: &S) -> StoreError {
+    StoreError::Unavailable(format!("{} keeps no owners", store.describe()))
+}
+
 pub fn unreadable(id: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("the stored entry {id} is not readable: {e}"))
 }
@@ -83,6 +87,9 @@ pub struct ScanChunk {
     pub last_key: Option<String>,
     /// How many stored entries this chunk read (the work it cost).
     pub scanned: usize,
+    /// How many tag-index keys it read to choose them (0 for a scan): an intersection of two
+    /// long lists may read many keys to find few entries, and the work bound counts them too.
+    pub index_keys: usize,
     /// Every candidate is known to match the filter: the caller need not evaluate it.
     pub exact: bool,
     /// The chunk was read through the tag index (in id order) rather than by a scan.
@@ -159,6 +166,61 @@ pub trait Store: Send + Sync + 'static {
     /// Rebuilds the tag index from the entries (for a store that predates it, or to remove stale
     /// keys). Safe to run while the service serves.
     async fn reindex(&self) -> Result<ReindexReport, StoreError>;
+
+    /// Inserts a new entry with its owner record (`domain::owner`), kept beside the entry and
+    /// never in its JSON. Stores that keep owners override this (and [`insert`](Self::insert)
+    /// is this with no owner).
+    async fn insert_owned(
+        &self,
+        entry: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match owner {
+            None => self.insert(entry).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
+
+    /// The owner record of an entry: `None` when there is no such entry, `Some(None)` when it has
+    /// no owner. Always read from the store itself (never a cache), so a rotation through another
+    /// process counts at once.
+    async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        Ok(self.get(id).await?.map(|_| None))
+    }
+
+    /// Sets the owner record of an entry if its current one is `expected` (`None`: no owner);
+    /// `false` when it was not (another rotation won). `NotFound` when there is no entry.
+    async fn set_owner(
+        &self,
+        _id: &str,
+        _expected: Option<&str>,
+        _owner: &str,
+    ) -> Result<bool, StoreError> {
+        Err(no_owners(self))
+    }
+
+    /// [`replace`](Self::replace), and only while the entry's owner record is `owner` (when
+    /// given); otherwise `VersionConflict`.
+    async fn replace_owned(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match owner {
+            None => self.replace(old, new).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
+
+    /// [`delete`](Self::delete), and only while the entry's owner record is `owner` (when given);
+    /// otherwise `VersionConflict`.
+    async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
+        match owner {
+            None => self.delete(id).await,
+            Some(_) => Err(no_owners(self)),
+        }
+    }
 
     /// Sends every entry, as stored, into `out` (bounded: the store waits while it is full), from
     /// one consistent view: one read transaction on the embedded store; on DynamoDB a parallel

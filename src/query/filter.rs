@@ -6,6 +6,7 @@ use super::limits::{
     MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_IN_VALUES, MAX_REGEX_LEN, REGEX_SIZE_LIMIT, check_size,
 };
 use super::path::{Path, truncate};
+use super::value::ValueSet;
 use super::{QueryError, type_name};
 
 /// A parsed filter. `{}` is `And(vec![])`, which matches everything.
@@ -42,13 +43,13 @@ pub enum Cond {
     Lt(Value),
     Lte(Value),
     /// Any listed value is `Eq`.
-    In(Vec<Value>),
+    In(ValueSet),
     /// Exactly `NOT In`.
-    Nin(Vec<Value>),
+    Nin(ValueSet),
     /// `$exists`: whether the path reaches a value (a null is a value).
     Exists(bool),
     /// Every listed value is `Eq` (an empty list matches nothing).
-    All(Vec<Value>),
+    All(ValueSet),
     /// The path reaches an array of this length.
     Size(u64),
     /// `$regex` with `$options`, over strings and string elements of arrays.
@@ -284,9 +285,9 @@ pub(crate) fn parse_ops(map: &Map<String, Value>, path: &str) -> Result<Vec<Cond
             "$gte" => Cond::Gte(comparable(key, arg, path)?),
             "$lt" => Cond::Lt(comparable(key, arg, path)?),
             "$lte" => Cond::Lte(comparable(key, arg, path)?),
-            "$in" => Cond::In(value_list(key, arg, path)?),
-            "$nin" => Cond::Nin(value_list(key, arg, path)?),
-            "$all" => Cond::All(value_list(key, arg, path)?),
+            "$in" => Cond::In(ValueSet::new(value_list(key, arg, path)?)),
+            "$nin" => Cond::Nin(ValueSet::new(value_list(key, arg, path)?)),
+            "$all" => Cond::All(ValueSet::new(value_list(key, arg, path)?)),
             "$exists" => Cond::Exists(match arg {
                 Value::Bool(b) => *b,
                 // MongoDB reads `{"$exists": 1}` and `{"$exists": 0}` too.

@@ -23,16 +23,17 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use eval::{Budget, OverBudget};
 pub use filter::{Cond, ElemMatch, FieldFilter, Filter, RegexCond};
 pub use limits::{
-    MAX_ARRAY_BACKFILL, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_IN_VALUES, MAX_PATH_LEN,
-    MAX_PATH_SEGMENTS, MAX_REGEX_LEN, MAX_UPDATE_DEPTH, MAX_UPDATE_NODES, MAX_UPDATE_PATHS,
-    REGEX_SIZE_LIMIT,
+    MAX_ARRAY_BACKFILL, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_FILTER_WORK, MAX_IN_VALUES,
+    MAX_PATH_LEN, MAX_PATH_SEGMENTS, MAX_REGEX_LEN, MAX_UPDATE_DEPTH, MAX_UPDATE_NODES,
+    MAX_UPDATE_PATHS, REGEX_SIZE_LIMIT,
 };
 pub use path::Path;
 pub use project::Fields;
 pub use update::{PullCond, Update, UpdateOp};
-pub use value::{compare_values, values_equal};
+pub use value::{ValueSet, compare_values, values_equal};
 
 /// Why a filter or an update was refused. Every variant is the client's doing: the HTTP layer
 /// answers 400 with [`QueryError::code`] and the `Display` text, which names the construct (the
@@ -50,6 +51,10 @@ pub enum QueryError {
     /// "conflict" error).
     #[error("conflicting update: {0}")]
     UpdateConflict(String),
+    /// Applying the update would make the entry larger than it may be; refused before it is
+    /// built.
+    #[error("the update makes the entry too large: {0}")]
+    TooLarge(String),
 }
 
 impl QueryError {
@@ -59,6 +64,7 @@ impl QueryError {
             QueryError::InvalidFilter(_) => "invalid_filter",
             QueryError::InvalidUpdate(_) => "invalid_update",
             QueryError::UpdateConflict(_) => "update_conflict",
+            QueryError::TooLarge(_) => "entry_too_large",
         }
     }
 
@@ -67,7 +73,8 @@ impl QueryError {
         match self {
             QueryError::InvalidFilter(m)
             | QueryError::InvalidUpdate(m)
-            | QueryError::UpdateConflict(m) => m,
+            | QueryError::UpdateConflict(m)
+            | QueryError::TooLarge(m) => m,
         }
     }
 }

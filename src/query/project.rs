@@ -39,6 +39,11 @@ impl Fields {
         Fields(out)
     }
 
+    /// Whether the filter reads the top-level field `field`.
+    pub fn contains(&self, field: &str) -> bool {
+        self.0.contains(field)
+    }
+
     /// Parses the JSON object `json` keeping only these fields. Fails as a whole parse would on
     /// text that is not JSON, or not an object.
     pub fn parse(&self, json: &[u8]) -> Result<Value, serde_json::Error> {

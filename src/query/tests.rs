@@ -133,3 +133,86 @@ fn error_codes() {
     let e = Update::parse(&json!({"$set": {"a": 1}, "$unset": {"a": ""}})).unwrap_err();
     assert_eq!(e.code(), "update_conflict");
 }
+
+#[test]
+fn an_update_creates_at_most_what_it_is_allowed_before_it_is_refused() {
+    let doc = || json!({"a": [], "b": [], "c": {}});
+    // 3 + 4 padding nulls, 1 object made for "c.x"'s missing "x" and one for "d": 9.
+    let update =
+        Update::parse(&json!({"$set": {"a.3": 1, "b.4": 1, "c.x.y": 1, "d.e": 1}})).unwrap();
+    let mut at = doc();
+    update.apply_within(&mut at, 9).unwrap();
+    assert_eq!(at["a"], json!([null, null, null, 1]));
+    assert_eq!(at["d"], json!({"e": 1}));
+    let mut past = doc();
+    let err = update.apply_within(&mut past, 8).unwrap_err();
+    assert_eq!(err.code(), "entry_too_large");
+    assert!(err.message().contains("more than 8 JSON values"), "{err}");
+    // All or nothing.
+    assert_eq!(past, doc());
+}
+
+#[test]
+fn long_value_lists_keep_the_semantics_of_short_ones() {
+    // The same conditions with 3 values (searched) and padded to 20 (hashed).
+    let pad: Vec<Value> = (1000..1017).map(|i| json!(format!("pad{i}"))).collect();
+    let docs = [
+        json!({"x": 1}),
+        json!({"x": 1.0}),
+        json!({"x": [2, "a"]}),
+        json!({"x": [[1, 2]]}),
+        json!({"x": {"k": 1, "j": 2}}),
+        json!({"x": null}),
+        json!({}),
+        json!({"x": [{"y": 1}]}),
+    ];
+    for base in [
+        json!([1, "a"]),
+        json!([null]),
+        json!([[1, 2], {"j": 2.0, "k": 1}]),
+        json!([2.0, "a"]),
+    ] {
+        let mut long = base.as_array().unwrap().clone();
+        long.extend(pad.iter().cloned());
+        for op in ["$in", "$nin", "$all"] {
+            let short = Filter::parse(&json!({"x": {op: base}})).unwrap();
+            let long_f = Filter::parse(&json!({"x": {op: long}})).unwrap();
+            for d in &docs {
+                let want = short.matches(d);
+                if op == "$all" {
+                    // Padding values no document holds: `$all` fails on them.
+                    assert!(!long_f.matches(d), "{op} {d}");
+                    let long_all = {
+                        let mut v = base.as_array().unwrap().clone();
+                        for _ in 0..10 {
+                            v.extend(base.as_array().unwrap().iter().cloned());
+                        }
+                        Filter::parse(&json!({"x": {op: v}})).unwrap()
+                    };
+                    assert_eq!(long_all.matches(d), want, "{op} {base} {d}");
+                } else {
+                    assert_eq!(long_f.matches(d), want, "{op} {base} {d}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_budget_counts_comparisons_and_stops_evaluation() {
+    let doc = json!({"x": (0..100).collect::<Vec<_>>()});
+    let f = Filter::parse(&json!({"x": {"$lt": -1}})).unwrap();
+    // The array itself and its 100 elements.
+    let exact = Budget::new(101);
+    assert_eq!(f.matches_within(&doc, &exact), Ok(false));
+    assert_eq!(exact.left(), 0);
+    assert!(!exact.exhausted());
+    let short = Budget::new(100);
+    assert_eq!(f.matches_within(&doc, &short), Err(OverBudget));
+    // A hash lookup costs one comparison, whatever the list's length.
+    let many: Vec<i64> = (1000..2000).collect();
+    let f = Filter::parse(&json!({"x": {"$in": many}})).unwrap();
+    let b = Budget::new(1_000_000);
+    assert_eq!(f.matches_within(&doc, &b), Ok(false));
+    assert!(1_000_000 - b.left() <= 101 * 2 + 100, "{}", b.left());
+}

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use super::eval::Budget;
 use super::filter::{Cond, Filter, parse_doc, parse_ops};
 use super::limits::{
     MAX_ARRAY_BACKFILL, MAX_IN_VALUES, MAX_UPDATE_DEPTH, MAX_UPDATE_NODES, MAX_UPDATE_PATHS,
@@ -173,6 +174,15 @@ impl Update {
 
     /// Applies the update to `doc` (an object), all or nothing: on `Err`, `doc` is unchanged.
     pub fn apply(&self, doc: &mut Value) -> Result<(), QueryError> {
+        self.apply_within(doc, usize::MAX)
+    }
+
+    /// [`Update::apply`], refusing (before making them) to create more than `max_created` values
+    /// that the update does not hold itself: the nulls that pad an array up to a `$set` index and
+    /// the objects made for missing intermediate fields. They all stay in the result, so an entry
+    /// allowed at most `max_created` values in all could never hold them: 1,000 paths padding
+    /// 1,000 nulls each are refused at the 10,001st, not built (a million values) and then refused.
+    pub fn apply_within(&self, doc: &mut Value, max_created: usize) -> Result<(), QueryError> {
         let Value::Object(fields) = doc else {
             return Err(invalid(format!(
                 "cannot update {}, only an object",
@@ -191,8 +201,12 @@ impl Update {
             }
         }
         let mut work = Value::Object(work);
+        let mut growth = Growth {
+            created: 0,
+            max: max_created,
+        };
         for op in &self.ops {
-            apply_op(op, &mut work)?;
+            apply_op(op, &mut work, &mut growth)?;
         }
         let Value::Object(work) = work else {
             unreachable!("apply_op keeps the root an object")
@@ -308,7 +322,11 @@ impl PullCond {
     fn removes(&self, element: &Value) -> bool {
         match self {
             PullCond::Equals(v) => values_equal(element, v),
-            PullCond::Matches(conds) => conds.iter().all(|c| c.matches_path(element, &[])),
+            PullCond::Matches(conds) => {
+                // Bounded by the entry's size and the update's, as applying the update is.
+                let b = Budget::unlimited();
+                conds.iter().all(|c| c.matches_path(element, &[], &b))
+            }
             PullCond::Query(f) => element.is_object() && f.matches(element),
         }
     }
@@ -321,17 +339,39 @@ enum Parent<'a> {
     Absent,
 }
 
-fn apply_op(op: &UpdateOp, doc: &mut Value) -> Result<(), QueryError> {
+/// The values an update has created beyond its own (see [`Update::apply_within`]).
+struct Growth {
+    created: usize,
+    max: usize,
+}
+
+impl Growth {
+    /// Counts `n` more, or refuses them.
+    fn create(&mut self, n: usize, op: &UpdateOp, path: &Path) -> Result<(), QueryError> {
+        self.created = self.created.saturating_add(n);
+        if self.created > self.max {
+            return Err(QueryError::TooLarge(format!(
+                "{} of '{path}' would bring the nulls padding arrays and the objects made for \
+                 missing fields to more than {} JSON values, the most an entry may hold",
+                op.operator(),
+                self.max
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn apply_op(op: &UpdateOp, doc: &mut Value, growth: &mut Growth) -> Result<(), QueryError> {
     let path = op.path();
     let (last, init) = path.segments().split_last().expect("a path has a segment");
     let create = !matches!(op, UpdateOp::Unset { .. } | UpdateOp::Pull { .. });
-    let parent = match walk(doc, init, create, op, path)? {
+    let parent = match walk(doc, init, create, op, path, growth)? {
         Parent::Found(p) => p,
         Parent::Absent => return Ok(()),
     };
     match op {
         UpdateOp::Set { value, .. } => {
-            *slot(parent, last, op, path)?.0 = value.clone();
+            *slot(parent, last, op, path, growth)?.0 = value.clone();
         }
         UpdateOp::Unset { .. } => match parent {
             Value::Object(m) => {
@@ -346,7 +386,7 @@ fn apply_op(op: &UpdateOp, doc: &mut Value) -> Result<(), QueryError> {
             _ => {}
         },
         UpdateOp::AddToSet { values, .. } | UpdateOp::Push { values, .. } => {
-            let (target, created) = slot(parent, last, op, path)?;
+            let (target, created) = slot(parent, last, op, path, growth)?;
             if created {
                 *target = Value::Array(Vec::new());
             }
@@ -392,6 +432,7 @@ fn slot<'a>(
     last: &str,
     op: &UpdateOp,
     path: &Path,
+    growth: &mut Growth,
 ) -> Result<(&'a mut Value, bool), QueryError> {
     match parent {
         Value::Object(m) => {
@@ -407,7 +448,7 @@ fn slot<'a>(
             };
             let created = i >= a.len();
             if created {
-                backfill(a, i, op, path)?;
+                backfill(a, i, op, path, growth)?;
             }
             Ok((&mut a[i], created))
         }
@@ -415,7 +456,13 @@ fn slot<'a>(
     }
 }
 
-fn backfill(a: &mut Vec<Value>, i: usize, op: &UpdateOp, path: &Path) -> Result<(), QueryError> {
+fn backfill(
+    a: &mut Vec<Value>,
+    i: usize,
+    op: &UpdateOp,
+    path: &Path,
+    growth: &mut Growth,
+) -> Result<(), QueryError> {
     if i - a.len() > MAX_ARRAY_BACKFILL {
         return Err(invalid(format!(
             "{} of '{path}' would pad an array of {} elements with {} nulls; at most \
@@ -425,6 +472,8 @@ fn backfill(a: &mut Vec<Value>, i: usize, op: &UpdateOp, path: &Path) -> Result<
             i - a.len()
         )));
     }
+    // The padding, not the slot itself, which the operation fills.
+    growth.create(i - a.len(), op, path)?;
     a.resize(i + 1, Value::Null);
     Ok(())
 }
@@ -443,6 +492,7 @@ fn walk<'a>(
     create: bool,
     op: &UpdateOp,
     path: &Path,
+    growth: &mut Growth,
 ) -> Result<Parent<'a>, QueryError> {
     let mut cur = doc;
     for seg in init {
@@ -452,6 +502,7 @@ fn walk<'a>(
                     if !create {
                         return Ok(Parent::Absent);
                     }
+                    growth.create(1, op, path)?;
                     m.insert(seg.clone(), Value::Object(Map::new()));
                 }
                 m.get_mut(seg.as_str()).expect("present")
@@ -467,7 +518,8 @@ fn walk<'a>(
                     if !create {
                         return Ok(Parent::Absent);
                     }
-                    backfill(a, i, op, path)?;
+                    backfill(a, i, op, path, growth)?;
+                    growth.create(1, op, path)?;
                     a[i] = Value::Object(Map::new());
                 }
                 &mut a[i]

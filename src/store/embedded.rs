@@ -36,6 +36,9 @@ use crate::health::ProbeResult;
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("container_registries");
 /// `(tag, id) -> ()`: the entries that carry each tag, in id order.
 const TAG_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("tag_index");
+/// `id -> owner record` (`domain::owner`): beside the entries, never inside their JSON, so no
+/// read of an entry (GET, scan, the entry cache) can carry it.
+const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
 /// Store-wide facts, e.g. which version of the tag index the file holds.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -75,6 +78,13 @@ fn stored_tags(id: &str, bytes: &[u8]) -> Result<Vec<String>, StoreError> {
     serde_json::from_slice::<Tags>(bytes)
         .map(|t| t.container_registry_tags)
         .map_err(|e| unreadable(id, e))
+}
+
+/// The owner record of `id` as `txn` sees it.
+fn stored_owner(txn: &WriteTransaction, id: &str) -> Result<Option<String>, StoreError> {
+    let owners = txn.open_table(OWNERS).map_err(unavailable)?;
+    let owner = owners.get(id).map_err(unavailable)?;
+    Ok(owner.map(|o| o.value().to_string()))
 }
 
 /// Brings the index keys of `id` from `old` tags to `new` tags; returns the tags whose lists
@@ -297,6 +307,7 @@ impl EmbeddedStore {
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(TAG_INDEX)?;
+        txn.open_table(OWNERS)?;
         let built = txn
             .open_table(META)?
             .get(META_TAG_INDEX)?
@@ -348,6 +359,7 @@ impl EmbeddedStore {
     async fn modify<T: Send + 'static>(
         &self,
         id: String,
+        owner: Option<String>,
         f: impl FnOnce(ContainerRegistry) -> Result<(T, Option<ContainerRegistry>), StoreError>
         + Send
         + 'static,
@@ -362,6 +374,11 @@ impl EmbeddedStore {
                     Some(bytes) => decode(&id, bytes.value())?,
                     None => return Ok(None),
                 };
+                if let Some(owner) = &owner
+                    && stored_owner(&txn, &id)?.as_deref() != Some(owner.as_str())
+                {
+                    return Err(StoreError::VersionConflict);
+                }
                 let old_tags = current.container_registry_tags.clone();
                 let (out, new) = f(current)?;
                 if let Some(new) = new {
@@ -384,6 +401,15 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError> {
+        self.insert_owned(entry, None).await
+    }
+
+    async fn insert_owned(
+        &self,
+        entry: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let owner = owner.map(str::to_string);
         let id = entry.container_registry_id.clone();
         let tags = entry.container_registry_tags.clone();
         let bytes = encode(entry)?;
@@ -398,6 +424,13 @@ impl Store for EmbeddedStore {
                 table
                     .insert(id.as_str(), bytes.as_slice())
                     .map_err(unavailable)?;
+                let mut owners = txn.open_table(OWNERS).map_err(unavailable)?;
+                // An id is new here: drop any owner an earlier entry of that id left.
+                match &owner {
+                    Some(owner) => owners.insert(id.as_str(), owner.as_str()).map(drop),
+                    None => owners.remove(id.as_str()).map(drop),
+                }
+                .map_err(unavailable)?;
             }
             let changed = write_index(&txn, &id, &[], &tags)?;
             let mark = cache.begin_write();
@@ -491,10 +524,20 @@ impl Store for EmbeddedStore {
         old: &ContainerRegistry,
         new: &ContainerRegistry,
     ) -> Result<(), StoreError> {
+        self.replace_owned(old, new, None).await
+    }
+
+    async fn replace_owned(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let expected_version = old.container_registry_version;
         let mut new = new.clone();
+        let owner = owner.map(str::to_string);
         let outcome = self
-            .modify(new.container_registry_id.clone(), move |current| {
+            .modify(new.container_registry_id.clone(), owner, move |current| {
                 if current.container_registry_version != expected_version {
                     return Ok((false, None));
                 }
@@ -510,10 +553,24 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_owned(id, None).await
+    }
+
+    async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
         let id = id.to_string();
+        let owner = owner.map(str::to_string);
         let cache = self.cache.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
+            if let Some(owner) = &owner
+                && stored_owner(&txn, &id)?.as_deref() != Some(owner.as_str())
+            {
+                return Err(StoreError::VersionConflict);
+            }
+            txn.open_table(OWNERS)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?;
             let removed = {
                 let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
                 let removed = table.remove(id.as_str()).map_err(unavailable)?;
@@ -581,6 +638,7 @@ impl Store for EmbeddedStore {
                     let candidates = chunk.into_entries();
                     Ok(ScanChunk {
                         scanned: candidates.len(),
+                        index_keys: 0,
                         candidates,
                         last_key,
                         exact: false,
@@ -598,6 +656,7 @@ impl Store for EmbeddedStore {
                         .iter()
                         .map(|(tag, part)| (tag.to_string(), part.posting()))
                         .collect();
+                    let index_keys = lists.iter().map(|(_, part)| part.range.len()).sum();
                     let merged = merge(&tag_plan.set, postings);
                     let mut last_key = merged.horizon;
                     let total = merged.ids.len();
@@ -647,6 +706,7 @@ impl Store for EmbeddedStore {
                     let candidates = chunk.into_entries();
                     Ok(ScanChunk {
                         scanned: candidates.len(),
+                        index_keys,
                         candidates,
                         last_key,
                         exact,
@@ -695,7 +755,7 @@ impl Store for EmbeddedStore {
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError> {
         let health = health.clone();
         let done = self
-            .modify(id.to_string(), move |mut current| {
+            .modify(id.to_string(), None, move |mut current| {
                 current.container_registry_health = Some(health);
                 Ok(((), Some(current)))
             })
@@ -712,6 +772,53 @@ impl Store for EmbeddedStore {
             txn.commit().map_err(unavailable)?;
             mark.committed_index();
             Ok(report)
+        })
+        .await
+    }
+
+    async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+            if entries.get(id).map_err(unavailable)?.is_none() {
+                return Ok(None);
+            }
+            let owners = txn.open_table(OWNERS).map_err(unavailable)?;
+            let owner = owners.get(id).map_err(unavailable)?;
+            Ok(Some(owner.map(|o| o.value().to_string())))
+        })
+    }
+
+    async fn set_owner(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, expected, owner) = (
+            id.to_string(),
+            expected.map(str::to_string),
+            owner.to_string(),
+        );
+        // One write transaction: redb runs one at a time, so of two rotations from the same
+        // record exactly one finds it still there.
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+                if entries.get(id.as_str()).map_err(unavailable)?.is_none() {
+                    return Err(StoreError::NotFound(id));
+                }
+            }
+            if stored_owner(&txn, &id)? != expected {
+                return Ok(false);
+            }
+            txn.open_table(OWNERS)
+                .map_err(unavailable)?
+                .insert(id.as_str(), owner.as_str())
+                .map_err(unavailable)?;
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
         })
         .await
     }

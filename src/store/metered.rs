@@ -28,6 +28,8 @@ struct Calls {
     probe_targets: Counter,
     set_health: Counter,
     reindex: Counter,
+    owner: Counter,
+    set_owner: Counter,
 }
 
 impl Metered {
@@ -43,6 +45,8 @@ impl Metered {
                 probe_targets: metrics::store_calls("probe_targets"),
                 set_health: metrics::store_calls("set_health"),
                 reindex: metrics::store_calls("reindex"),
+                owner: metrics::store_calls("owner"),
+                set_owner: metrics::store_calls("set_owner"),
             },
         }
     }
@@ -74,6 +78,46 @@ impl Store for Metered {
             metrics::store_error("insert", e.kind());
         }
         out
+    }
+
+    // The owner operations are forwarded, never left to the trait's defaults: those know no
+    // owners, and an owned entry would look unowned through this wrapper.
+    async fn insert_owned(
+        &self,
+        entry: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.insert_owned(entry, owner).await;
+        counted("insert", &self.calls.insert, result)
+    }
+
+    async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        counted("owner", &self.calls.owner, self.inner.owner(id).await)
+    }
+
+    async fn set_owner(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self.inner.set_owner(id, expected, owner).await;
+        counted("set_owner", &self.calls.set_owner, result)
+    }
+
+    async fn replace_owned(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.replace_owned(old, new, owner).await;
+        counted("replace", &self.calls.replace, result)
+    }
+
+    async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
+        let result = self.inner.delete_owned(id, owner).await;
+        counted("delete", &self.calls.delete, result)
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {

@@ -43,8 +43,11 @@ use crate::state::AppState;
 
 /// Registries per page of the list.
 pub const PAGE_SIZE: usize = 20;
-/// Most tags listed in the facet column (the most frequent first; the JSON endpoint has more).
+/// Most tags listed in the facet column (the selected ones, then the most frequent; the JSON
+/// endpoint has more). Each is a link that repeats the search, so this also bounds the page.
 pub const FACET_TAGS_SHOWN: usize = 30;
+/// Longest error message a page shows, in characters: messages may quote what was asked for.
+pub const MAX_ERROR_CHARS: usize = 300;
 
 /// The page's routes, for the router and for `template.yaml`'s route check.
 pub const ROUTES: [(&str, &str); 3] = [
@@ -215,7 +218,7 @@ impl<'a> ListPage<'a> {
             .filter(|t| !facets.tags.iter().any(|c| &c.value == *t))
             .map(|t| (t.clone(), 0))
             .chain(facets.tags.iter().map(|c| (c.value.clone(), c.count)))
-            .take(FACET_TAGS_SHOWN.max(search.tags.len()))
+            .take(FACET_TAGS_SHOWN)
             .map(|(value, count)| TagFacet {
                 selected: search.tags.contains(&value),
                 href: search.href_toggling_tag(&value),
@@ -276,7 +279,7 @@ async fn list_page(
         Ok((page, facets, cards)) => render(StatusCode::OK, &build(&search, &page, facets, &cards)),
         Err(e) => {
             let status = e.status();
-            let page = ListPage::new(search, e.to_string(), Vec::new(), Arc::default());
+            let page = ListPage::new(search, error_text(&e), Vec::new(), Arc::default());
             render(status, &page)
         }
     }
@@ -359,10 +362,12 @@ pub struct RegistryPage {
     pub pull: String,
     pub login: Option<String>,
     pub insecure: Option<String>,
+    /// Whether someone other than the operator owns the listing (never who, never a token).
+    pub owned: bool,
 }
 
 impl RegistryPage {
-    fn new(e: ContainerRegistry) -> RegistryPage {
+    fn new(e: ContainerRegistry, owned: bool) -> RegistryPage {
         let now = Utc::now();
         let prefix = e.container_registry_image_prefix.clone();
         let host = view::registry_host(&prefix).to_string();
@@ -404,6 +409,7 @@ impl RegistryPage {
             created_at: e.container_registry_created_at,
             updated_at: e.container_registry_updated_at,
             version: e.container_registry_version,
+            owned,
         }
     }
 }
@@ -447,7 +453,10 @@ fn health_rows(h: &crate::health::ProbeResult) -> Vec<Row> {
 async fn registry_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match state.catalog.get(&id).await {
         Ok(entry) => match page_entry(entry) {
-            Ok(entry) => render(StatusCode::OK, &RegistryPage::new(entry)),
+            Ok(entry) => match state.catalog.has_owner(&id).await {
+                Ok(owned) => render(StatusCode::OK, &RegistryPage::new(entry, owned)),
+                Err(e) => page_error(e),
+            },
             Err(e) => page_error(e),
         },
         Err(e) => page_error(e),
@@ -476,9 +485,20 @@ fn page_error(e: AppError) -> Response {
         &ErrorPage {
             layout: Layout::new(),
             title,
-            message: e.to_string(),
+            message: error_text(&e),
         },
     )
+}
+
+/// The error's sentence, cut at [`MAX_ERROR_CHARS`] (an id in a path, say, can be as long as the
+/// request line).
+fn error_text(e: &AppError) -> String {
+    let mut text = e.to_string();
+    if let Some((i, _)) = text.char_indices().nth(MAX_ERROR_CHARS) {
+        text.truncate(i);
+        text.push_str("...");
+    }
+    text
 }
 
 /// Bytes reserved for a rendered page.

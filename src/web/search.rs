@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::catalog::NEVER_CHECKED;
 use crate::domain::entry::{
-    HEALTH, MAX_KEY_CHARS, METADATA, NAME, RegistryType, STORAGE_INFO, StorageType, TAGS,
+    HEALTH, MAX_KEY_CHARS, MAX_TAG_CHARS, MAX_TAGS, METADATA, NAME, RegistryType, STORAGE_INFO,
+    StorageType, TAGS,
 };
 use crate::error::AppError;
 use crate::health::HealthStatus;
@@ -40,6 +41,19 @@ pub fn health_label(value: &str) -> &'static str {
 
 pub use crate::domain::catalog::{registry_type_str, storage_type_str};
 
+/// Most tags one search selects: an `$all` of more tags than an entry may carry matches nothing.
+pub const MAX_SEARCH_TAGS: usize = MAX_TAGS;
+/// Longest name words (`q`) and metadata value, in characters.
+pub const MAX_SEARCH_TEXT_CHARS: usize = 256;
+/// Longest search as its query string (form-encoded, without the cursor). Every facet link of a
+/// page repeats the search, so this bounds each link, and with the page's fixed number of links
+/// (see `web::FACET_TAGS_SHOWN`), the page.
+pub const MAX_SEARCH_BYTES: usize = 4096;
+/// Longest cursor a page accepts (the service's own are under 200 bytes).
+pub const MAX_CURSOR_BYTES: usize = 1024;
+/// Characters of a visitor's value quoted back in an error message.
+const QUOTED_CHARS: usize = 40;
+
 /// What a visitor asked for. Every field is as typed; `filter()` checks them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Search {
@@ -54,6 +68,9 @@ pub struct Search {
     pub meta_value: String,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Why the URL is refused before it is read any further: it exceeds one of the bounds above.
+    /// The search is then empty, so that the error page never repeats what was too large.
+    pub refused: Option<String>,
 }
 
 fn bad(message: String) -> AppError {
@@ -63,27 +80,97 @@ fn bad(message: String) -> AppError {
     }
 }
 
+/// At most [`QUOTED_CHARS`] characters of `value`, debug-quoted, for an error message.
+fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        Some((i, _)) => format!("{:?}...", &value[..i]),
+        None => format!("{value:?}"),
+    }
+}
+
 impl Search {
-    /// Reads the query string. Unknown parameters are ignored; empty ones mean "any".
+    /// Reads the query string. Unknown parameters are ignored; empty ones mean "any". A URL past
+    /// one of the bounds ([`MAX_SEARCH_TAGS`], ...) gives an empty search that is `refused`; it
+    /// stops being read at the first bound it exceeds.
     pub fn from_query(query: Option<&str>) -> Search {
         let mut s = Search::default();
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let value = value.trim();
-            match key.as_ref() {
-                "q" => s.q = value.to_string(),
-                "tag" if !value.is_empty() && !s.tags.iter().any(|t| t == value) => {
-                    s.tags.push(value.to_string());
-                }
-                "registry_type" => s.registry_type = value.to_string(),
-                "storage_type" => s.storage_type = value.to_string(),
-                "health" => s.health = value.to_string(),
-                "meta_key" => s.meta_key = value.to_string(),
-                "meta_value" => s.meta_value = value.to_string(),
-                "cursor" if !value.is_empty() => s.cursor = Some(value.to_string()),
-                _ => {}
-            }
+        if let Err(why) = s.read(query.unwrap_or_default()) {
+            return Search {
+                refused: Some(why),
+                ..Search::default()
+            };
         }
         s
+    }
+
+    fn read(&mut self, query: &str) -> Result<(), String> {
+        let text = |name: &str, value: &str, max: usize| {
+            if value.chars().count() > max {
+                Err(format!("{name} must be at most {max} characters"))
+            } else {
+                Ok(value.to_string())
+            }
+        };
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let value = value.trim();
+            match key.as_ref() {
+                "q" => self.q = text("the name words", value, MAX_SEARCH_TEXT_CHARS)?,
+                "tag" if !value.is_empty() && !self.tags.iter().any(|t| t == value) => {
+                    if self.tags.len() == MAX_SEARCH_TAGS {
+                        return Err(format!(
+                            "a search may select at most {MAX_SEARCH_TAGS} tags (an entry carries \
+                             at most {MAX_TAGS})"
+                        ));
+                    }
+                    self.tags.push(text("each tag", value, MAX_TAG_CHARS)?);
+                }
+                // Checked against their few values by `filter`; bounded here by the whole length.
+                "registry_type" => self.registry_type = value.to_string(),
+                "storage_type" => self.storage_type = value.to_string(),
+                "health" => self.health = value.to_string(),
+                "meta_key" => self.meta_key = text("the metadata key", value, MAX_KEY_CHARS)?,
+                "meta_value" => {
+                    self.meta_value = text("the metadata value", value, MAX_SEARCH_TEXT_CHARS)?;
+                }
+                "cursor" if !value.is_empty() => {
+                    if value.len() > MAX_CURSOR_BYTES {
+                        return Err(format!(
+                            "cursor is longer than {MAX_CURSOR_BYTES} bytes; pass next_cursor \
+                             from the previous page unchanged"
+                        ));
+                    }
+                    self.cursor = Some(value.to_string());
+                }
+                _ => {}
+            }
+            // Checked as it grows, so that reading stops as soon as the search is too long.
+            if self.encoded_len() > MAX_SEARCH_BYTES {
+                return Err(format!(
+                    "the search is longer than {MAX_SEARCH_BYTES} bytes as a URL; search with fewer \
+                     or shorter terms"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `query_string().len()`, without building it.
+    fn encoded_len(&self) -> usize {
+        // What `form_urlencoded` makes of each byte: itself, `+` for a space, else `%XX`.
+        let form_len = |v: &str| {
+            v.bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' | b' ' => 1,
+                    _ => 3,
+                })
+                .sum::<usize>()
+        };
+        let pairs = self.pairs().filter(|(_, v)| !v.is_empty());
+        let (count, len) = pairs.fold((0usize, 0), |(n, len), (k, v)| {
+            (n + 1, len + k.len() + 1 + form_len(v))
+        });
+        // The `&` between pairs.
+        len + count.saturating_sub(1)
     }
 
     /// The filter this search stands for, checked by the query language's parser.
@@ -93,6 +180,12 @@ impl Search {
 
     /// The filter as a JSON tree (what `POST /container_registries` would take for the same search).
     pub fn filter_json(&self) -> Result<Value, AppError> {
+        if let Some(why) = &self.refused {
+            return Err(AppError::BadRequest {
+                code: "search_too_large",
+                message: why.clone(),
+            });
+        }
         let mut clauses: Vec<Value> = Vec::new();
         for word in self.q.split_whitespace() {
             clauses.push(field(
@@ -109,8 +202,8 @@ impl Search {
                 .any(|t| registry_type_str(*t) == self.registry_type)
             {
                 return Err(bad(format!(
-                    "registry type must be one of aios, external, not {:?}",
-                    self.registry_type
+                    "registry type must be one of aios, external, not {}",
+                    quoted(&self.registry_type)
                 )));
             }
             clauses.push(field(
@@ -124,8 +217,8 @@ impl Search {
                 .any(|t| storage_type_str(*t) == self.storage_type)
             {
                 return Err(bad(format!(
-                    "storage type must be one of s3, object-store, fs, unknown, not {:?}",
-                    self.storage_type
+                    "storage type must be one of s3, object-store, fs, unknown, not {}",
+                    quoted(&self.storage_type)
                 )));
             }
             clauses.push(field(
@@ -149,9 +242,9 @@ impl Search {
                 clauses.push(field(&path, json!(self.health)));
             } else {
                 return Err(bad(format!(
-                    "health must be one of {}, not {:?}",
+                    "health must be one of {}, not {}",
                     HEALTH_VALUES.map(|(v, _)| v).join(", "),
-                    self.health
+                    quoted(&self.health)
                 )));
             }
         }
@@ -287,7 +380,8 @@ fn check_meta_key(key: &str) -> Result<(), AppError> {
     }
     if key.contains('.') || key.contains('$') {
         return Err(bad(format!(
-            "metadata key {key:?} must be a plain key, without '.' or '$'"
+            "metadata key {} must be a plain key, without '.' or '$'",
+            quoted(key)
         )));
     }
     if key.chars().count() > MAX_KEY_CHARS {
@@ -360,6 +454,43 @@ mod tests {
         assert_eq!(href, "/");
         let (href, _) = search("").href_choosing("storage_type", "s3");
         assert_eq!(href, "/?storage_type=s3");
+    }
+
+    #[test]
+    fn the_encoded_length_is_the_query_strings() {
+        let s = search("q=a+b%C3%A9&tag=x%2Fy&tag=*-._~&meta_key=k&meta_value=%26%3D");
+        assert_eq!(s.encoded_len(), s.query_string().len());
+        assert_eq!(search("").encoded_len(), 0);
+    }
+
+    #[test]
+    fn a_search_past_a_bound_is_refused_and_empty() {
+        let tags = |n: usize| {
+            (0..n)
+                .map(|i| format!("tag=t{i}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert_eq!(search(&tags(MAX_SEARCH_TAGS)).tags.len(), MAX_SEARCH_TAGS);
+        let over = search(&format!("q=x&{}", tags(MAX_SEARCH_TAGS + 1)));
+        assert_eq!(over.tags.len(), 0);
+        assert_eq!(over.q, "");
+        assert!(over.refused.as_deref().unwrap().contains("at most 48 tags"));
+        let long_tag = format!("tag={}", "a".repeat(MAX_TAG_CHARS + 1));
+        assert!(search(&long_tag).refused.is_some());
+        let at = format!("tag={}", "a".repeat(MAX_TAG_CHARS));
+        assert!(search(&at).refused.is_none());
+        let q = |n: usize| format!("q={}", "a".repeat(n));
+        assert!(search(&q(MAX_SEARCH_TEXT_CHARS)).refused.is_none());
+        assert!(search(&q(MAX_SEARCH_TEXT_CHARS + 1)).refused.is_some());
+        // Within each field's bound, past the whole length.
+        let fat = (0..30)
+            .map(|i| format!("tag={}{i}", "%26".repeat(MAX_TAG_CHARS - 2)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let refused = search(&fat).refused.unwrap();
+        assert!(refused.contains("4096 bytes"), "{refused}");
+        assert!(search(&fat).filter().is_err());
     }
 
     #[test]

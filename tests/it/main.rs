@@ -6,6 +6,8 @@ mod support;
 
 mod api;
 mod binary;
+mod bounds;
+mod connections;
 mod deploy {
     mod manifests;
     mod template;
@@ -21,6 +23,7 @@ mod lambda {
     mod events;
 }
 mod memory;
+mod owners;
 mod ops {
     mod export;
     mod metrics;
@@ -32,6 +35,7 @@ mod query {
 }
 mod store {
     mod dynalite_transactions;
+    mod faults;
     mod pushdown;
     mod tag_index;
 }

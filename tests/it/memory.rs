@@ -11,16 +11,6 @@ const ENTRIES: usize = 150;
 /// With the entry's own fields and the metadata object, at the limit on values per entry.
 const VALUES: usize = registry_db::domain::size::MAX_VALUES - 20;
 
-/// Peak resident memory of a process, in KiB (`VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
-
 #[test]
 fn queries_over_large_entries_of_tiny_values_keep_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,7 +33,7 @@ fn queries_over_large_entries_of_tiny_values_keep_memory_bounded() {
             .unwrap();
         assert_eq!(response.status(), 201, "{}", response.text().unwrap());
     }
-    let before = peak_rss_kib(server.pid());
+    let before = support::peak_rss_kib(server.pid());
 
     // Filters that parse every entry: nothing matches; everything matches (paged); an indexed
     // filter that evaluates the rest.
@@ -80,7 +70,7 @@ fn queries_over_large_entries_of_tiny_values_keep_memory_bounded() {
         };
         assert_eq!(returned, expected, "{filter}");
     }
-    let peak = peak_rss_kib(server.pid());
+    let peak = support::peak_rss_kib(server.pid());
     println!(
         "peak RSS {} MiB after the queries, {} MiB before",
         peak / 1024,

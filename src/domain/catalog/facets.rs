@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::query::Work;
+use super::tag_counts::TagCounts;
 use super::{Catalog, Chunks, SCAN_CHUNK};
 use crate::domain::entry::{ContainerRegistry, RegistryType, StorageType};
 use crate::domain::plan::Plan;
@@ -60,8 +62,14 @@ pub struct Facets {
     pub complete: bool,
     /// Most frequent first, then by value; at most `MAX_FACET_TAGS` (500).
     pub tags: Vec<FacetCount>,
-    /// More distinct tags were counted than `tags` lists.
+    /// More distinct tags were met than `tags` lists (because of `MAX_FACET_TAGS`, or because
+    /// counting held at most `MAX_COUNTED_TAGS` of them: then `tags_error` is not 0).
     pub tags_truncated: bool,
+    /// 0 when every tag count is exact. Otherwise counting met more distinct tags than it holds
+    /// (`MAX_COUNTED_TAGS`, 5,000), and each count in `tags` may be up to this much below the
+    /// true one (never above it); a tag that is not listed was carried by at most this many of
+    /// the matches.
+    pub tags_error: u64,
     /// `storage_info.registry_type`: aios, external (entries without one are not counted here).
     pub registry_types: Vec<FacetCount>,
     /// `storage_info.storage_type`: s3, object-store, fs, unknown.
@@ -74,7 +82,7 @@ pub struct Facets {
 #[derive(Default)]
 pub struct FacetCounter {
     matched: u64,
-    tags: HashMap<String, u64>,
+    tags: TagCounts,
     registry_types: HashMap<String, u64>,
     storage_types: HashMap<String, u64>,
     health: HashMap<String, u64>,
@@ -102,7 +110,7 @@ impl FacetCounter {
     ) {
         self.matched += 1;
         for tag in tags {
-            bump(&mut self.tags, tag.as_ref());
+            self.tags.add(tag.as_ref());
         }
         if let Some(t) = registry_type {
             bump(&mut self.registry_types, registry_type_str(t));
@@ -115,8 +123,9 @@ impl FacetCounter {
     }
 
     pub fn finish(self, scanned: u64, complete: bool) -> Facets {
-        let tags_truncated = self.tags.len() > MAX_FACET_TAGS;
-        let mut tags = sorted(self.tags);
+        let tags_error = self.tags.error();
+        let tags_truncated = self.tags.len() > MAX_FACET_TAGS || tags_error > 0;
+        let mut tags = sorted(self.tags.into_counts());
         tags.truncate(MAX_FACET_TAGS);
         Facets {
             matched: self.matched,
@@ -124,6 +133,7 @@ impl FacetCounter {
             complete,
             tags,
             tags_truncated,
+            tags_error,
             registry_types: sorted(self.registry_types),
             storage_types: sorted(self.storage_types),
             health: sorted(self.health),
@@ -223,6 +233,7 @@ impl Catalog {
         &self,
         filter: &Filter,
     ) -> Result<(Arc<Facets>, Option<Duration>), AppError> {
+        crate::domain::owner::refuse_owner_field(filter)?;
         // Sized up front: growing it was a visible part of a list page's reallocations.
         let mut key = String::with_capacity(256);
         let _ = write!(key, "{filter:?}");
@@ -249,6 +260,8 @@ impl Catalog {
         // The same plan as a query: a tag filter reads only the entries carrying its tags.
         let mut chunks = Chunks::new(self.store.as_ref(), filter, Plan::for_filter(filter), None);
         let fields = Fields::of(filter);
+        // The same budget of comparisons as a query page.
+        let mut work = Work::new();
         while let Some(chunk) = chunks.next(SCAN_CHUNK).await? {
             for candidate in chunk.candidates {
                 // One parse per entry: typed when every candidate counts, else as a document to
@@ -256,8 +269,11 @@ impl Catalog {
                 if everything || chunk.exact {
                     counter.add(&candidate.entry()?);
                 } else {
-                    if filter.matches(&candidate.document(&fields)?) {
-                        counter.add(&candidate.entry()?);
+                    match work.matches(filter, &candidate.document(&fields)?).await? {
+                        Some(true) => counter.add(&candidate.entry()?),
+                        Some(false) => {}
+                        // The budget is spent: the counts cover what was evaluated.
+                        None => return Ok(counter.finish(chunks.scanned() as u64, false)),
                     }
                 }
             }
@@ -341,6 +357,7 @@ mod tests {
             }
             Ok(ScanChunk {
                 scanned: candidates.len(),
+                index_keys: 0,
                 candidates,
                 last_key,
                 exact: false,

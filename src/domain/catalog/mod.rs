@@ -6,8 +6,10 @@
 
 mod facets;
 mod health;
+mod owners;
 mod query;
 mod ready;
+pub mod tag_counts;
 mod watched;
 
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ use self::facets::FacetCache;
 use self::health::Flight;
 use self::watched::Watched;
 use super::entry::{ContainerRegistry, HEALTH, VERSION, validate_id};
+use super::owner::{Caller, refuse_owner_update};
 use super::plan::Plan;
 use super::store::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 
@@ -133,6 +136,16 @@ impl Catalog {
     /// Applies a MongoDB-style update with optimistic concurrency: read, apply, write if the version
     /// is unchanged, else retry on the fresh entry. Never inserts.
     pub async fn update(&self, id: &str, body: &Value) -> Result<ContainerRegistry, AppError> {
+        self.update_by(id, body, &Caller::Operator).await
+    }
+
+    /// [`update`](Self::update) on behalf of `caller`, who must own the entry (or be the operator).
+    pub async fn update_by(
+        &self,
+        id: &str,
+        body: &Value,
+        caller: &Caller,
+    ) -> Result<ContainerRegistry, AppError> {
         check_path_id(id)?;
         let plain = body
             .as_object()
@@ -154,7 +167,10 @@ impl Catalog {
             _ => body,
         };
         let update = Update::parse(body)?;
+        refuse_owner_update(&update)?;
         for attempt in 0..UPDATE_ATTEMPTS {
+            // Checked on every attempt: a lost race may be a rotation that revoked the caller.
+            let owner = self.may_change(id, caller).await?;
             let Some(stored) = self.store.get(id).await? else {
                 return Err(AppError::NotFound(id.to_string()));
             };
@@ -168,9 +184,11 @@ impl Catalog {
                 )));
             }
             let mut doc = Value::Object(old.to_json());
-            update.apply(&mut doc)?;
+            // Refused before it is built when it would pad or create more values than an entry
+            // may hold at all.
+            update.apply_within(&mut doc, crate::domain::entry::size::MAX_VALUES)?;
             let new = ContainerRegistry::from_update(doc, &old)?;
-            match self.store.replace(&old, &new).await {
+            match self.store.replace_owned(&old, &new, owner.as_deref()).await {
                 Ok(()) => return Ok(new),
                 Err(StoreError::VersionConflict) => {
                     // Spread retries so contending writers do not collide in lockstep.
@@ -184,12 +202,23 @@ impl Catalog {
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {
+        self.delete_by(id, &Caller::Operator).await
+    }
+
+    /// [`delete`](Self::delete) on behalf of `caller`, who must own the entry (or be the operator).
+    pub async fn delete_by(&self, id: &str, caller: &Caller) -> Result<(), AppError> {
         check_path_id(id)?;
-        if self.store.delete(id).await? {
-            Ok(())
-        } else {
-            Err(AppError::NotFound(id.to_string()))
+        for _ in 0..UPDATE_ATTEMPTS {
+            let owner = self.may_change(id, caller).await?;
+            match self.store.delete_owned(id, owner.as_deref()).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(AppError::NotFound(id.to_string())),
+                // The owner changed since it was checked: check again.
+                Err(StoreError::VersionConflict) => continue,
+                Err(other) => return Err(other.into()),
+            }
         }
+        Err(StoreError::VersionConflict.into())
     }
 
     /// Rebuilds the store's tag index from its entries.
@@ -206,7 +235,8 @@ fn check_path_id(id: &str) -> Result<(), AppError> {
 /// Reads the candidates of a filter chunk by chunk, the same way for a query page and a facet
 /// count: in the plan's order (falling back to a scan when the store has no usable index yet),
 /// each chunk resuming after the last key the one before examined, and no chunk once
-/// [`MAX_SCANNED_PER_PAGE`] entries have been examined or the plan has no more.
+/// [`MAX_SCANNED_PER_PAGE`] entries have been examined (or tag-index keys read, whichever are
+/// more in a chunk) or the plan has no more.
 struct Chunks<'a> {
     store: &'a dyn Store,
     filter: &'a Filter,
@@ -214,6 +244,10 @@ struct Chunks<'a> {
     /// Where the next chunk starts: after this key.
     after: Option<ByteString>,
     scanned: usize,
+    /// What the work bound counts: per chunk, the entries it read or the index keys it read to
+    /// choose them, whichever are more.
+    work: usize,
+    index_keys: usize,
     read: u32,
     finished: bool,
 }
@@ -231,6 +265,8 @@ impl<'a> Chunks<'a> {
             plan,
             after,
             scanned: 0,
+            work: 0,
+            index_keys: 0,
             read: 0,
             finished: false,
         }
@@ -239,7 +275,7 @@ impl<'a> Chunks<'a> {
     /// The next chunk of at most `max_entries` (and [`SCAN_CHUNK_BYTES`]), or `None` when the plan
     /// has no more entries or the work bound is reached.
     async fn next(&mut self, max_entries: usize) -> Result<Option<ScanChunk>, AppError> {
-        if self.finished || self.scanned >= MAX_SCANNED_PER_PAGE {
+        if self.finished || self.work >= MAX_SCANNED_PER_PAGE {
             return Ok(None);
         }
         let chunk = self
@@ -248,11 +284,13 @@ impl<'a> Chunks<'a> {
                 filter: self.filter,
                 plan: &self.plan,
                 after: self.after.as_deref(),
-                max_entries: max_entries.min(MAX_SCANNED_PER_PAGE - self.scanned).max(1),
+                max_entries: max_entries.min(MAX_SCANNED_PER_PAGE - self.work).max(1),
                 max_bytes: SCAN_CHUNK_BYTES,
             })
             .await?;
         self.scanned += chunk.scanned;
+        self.work += chunk.scanned.max(chunk.index_keys);
+        self.index_keys += chunk.index_keys;
         self.read += 1;
         if !chunk.used_index {
             // The store had no usable index (yet): go on in scan order.
@@ -277,6 +315,16 @@ impl<'a> Chunks<'a> {
 
     fn scanned(&self) -> usize {
         self.scanned
+    }
+
+    /// Entries and tag-index keys read so far.
+    fn work_done(&self) -> (usize, usize) {
+        (self.scanned, self.index_keys)
+    }
+
+    /// Whether the work bound stops the reading here.
+    fn bounded(&self) -> bool {
+        self.work >= MAX_SCANNED_PER_PAGE
     }
 
     /// The chunks read so far.

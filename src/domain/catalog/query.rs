@@ -5,12 +5,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytestring::ByteString;
 use serde_json::Value;
 
-use super::{Catalog, Chunks, MAX_SCANNED_PER_PAGE, SCAN_CHUNK};
+use super::{Catalog, Chunks, SCAN_CHUNK};
 use crate::domain::entry::validate_id;
 use crate::domain::plan::Plan;
 use crate::domain::store::StoredEntry;
 use crate::error::AppError;
-use crate::query::{Fields, Filter};
+use crate::query::{Budget, Fields, Filter, MAX_FILTER_WORK, OverBudget};
+
+/// Comparisons of filter evaluation between two yields to the runtime, so that a costly filter
+/// shares its worker with other requests (about a millisecond in a release build).
+pub(super) const FILTER_WORK_SLICE: u64 = 50_000;
 
 /// Paging limits. A page never exceeds `MAX_PAGE_BYTES` of entries, which keeps every response well
 /// under Lambda's 6 MB payload limit whatever the entries hold.
@@ -24,6 +28,8 @@ pub struct Page {
     pub next_cursor: Option<String>,
     /// Entries examined to fill this page (logged, and reported in the README's measurements).
     pub scanned: usize,
+    /// Tag-index keys read to choose them (logged; counted by the work bound too).
+    pub index_keys: usize,
 }
 
 /// Where a query stopped. Opaque to clients: base64url of a small JSON object naming the last key
@@ -80,6 +86,7 @@ impl Catalog {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, AppError> {
+        crate::domain::owner::refuse_owner_field(filter)?;
         let limit = limit.clamp(1, MAX_PAGE_LIMIT);
         let cursor = cursor.map(decode_cursor).transpose()?;
         // A cursor from a scan goes on scanning: the plan does not change within a listing.
@@ -96,7 +103,8 @@ impl Catalog {
         let mut entries = Vec::with_capacity(limit.min(256));
         let mut bytes = 0usize;
         let fields = Fields::of(filter);
-        let page = |entries, after: Option<ByteString>, used_index, scanned| Page {
+        let mut work = Work::new();
+        let page = |entries, after: Option<ByteString>, used_index, (scanned, index_keys)| Page {
             entries,
             next_cursor: after.map(|after| {
                 encode_cursor(&Cursor {
@@ -105,6 +113,7 @@ impl Catalog {
                 })
             }),
             scanned,
+            index_keys,
         };
         loop {
             // Where this chunk starts, and so where a page that takes none of it resumes.
@@ -112,9 +121,14 @@ impl Catalog {
             let wanted = chunk_entries(limit - entries.len(), chunks.read());
             let Some(chunk) = chunks.next(wanted).await? else {
                 // Never reached: a page ends below as soon as the chunks do.
-                return Ok(page(entries, after, chunks.uses_index(), chunks.scanned()));
+                return Ok(page(
+                    entries,
+                    after,
+                    chunks.uses_index(),
+                    chunks.work_done(),
+                ));
             };
-            let scanned = chunks.scanned();
+            let scanned = chunks.work_done();
             let used_index = chunks.uses_index();
             // What the page takes from this chunk starts here (see `unpin`).
             let first = entries.len();
@@ -133,10 +147,21 @@ impl Catalog {
                 };
             while let Some(entry) = candidates.next() {
                 // One parse per entry, and none when the store answered the filter exactly.
-                if !chunk.exact && !filter.matches(&entry.document(&fields)?) {
-                    after = Some(entry.id);
-                    took_last = false;
-                    continue;
+                if !chunk.exact {
+                    match work.matches(filter, &entry.document(&fields)?).await? {
+                        Some(true) => {}
+                        Some(false) => {
+                            after = Some(entry.id);
+                            took_last = false;
+                            continue;
+                        }
+                        None => {
+                            // The budget ran out on this entry: the next page starts with it.
+                            let after = resume(&entries, after, took_last);
+                            unpin(&mut entries[first..], chunk_bytes);
+                            return Ok(page(entries, after, used_index, scanned));
+                        }
+                    }
                 }
                 let size = entry.json.len();
                 if !entries.is_empty() && bytes + size > MAX_PAGE_BYTES {
@@ -159,9 +184,58 @@ impl Catalog {
             if chunks.finished() {
                 return Ok(page(entries, None, used_index, scanned));
             }
-            if scanned >= MAX_SCANNED_PER_PAGE {
+            if chunks.bounded() {
                 return Ok(page(entries, chunks.after().cloned(), used_index, scanned));
             }
+        }
+    }
+}
+
+/// The filter work of one request: [`MAX_FILTER_WORK`] comparisons, shared by its entries, with a
+/// yield to the runtime every [`FILTER_WORK_SLICE`].
+pub(super) struct Work {
+    budget: Budget,
+    yielded_at: u64,
+    /// Entries whose evaluation finished: the budget running out before any is a filter too
+    /// costly for one entry, which no cursor would get past.
+    evaluated: usize,
+}
+
+impl Work {
+    pub(super) fn new() -> Work {
+        Work {
+            budget: Budget::new(MAX_FILTER_WORK),
+            yielded_at: MAX_FILTER_WORK,
+            evaluated: 0,
+        }
+    }
+
+    /// Whether `doc` matches; `None` when the budget ran out on it (stop before it), and a 400
+    /// `filter_too_costly` when that happens on the request's first entry.
+    pub(super) async fn matches(
+        &mut self,
+        filter: &Filter,
+        doc: &Value,
+    ) -> Result<Option<bool>, AppError> {
+        let matched = filter.matches_within(doc, &self.budget);
+        if self.yielded_at - self.budget.left() >= FILTER_WORK_SLICE {
+            tokio::task::yield_now().await;
+            self.yielded_at = self.budget.left();
+        }
+        match matched {
+            Ok(m) => {
+                self.evaluated += 1;
+                Ok(Some(m))
+            }
+            Err(OverBudget) if self.evaluated == 0 => Err(AppError::BadRequest {
+                code: "filter_too_costly",
+                message: format!(
+                    "the filter needs more than {MAX_FILTER_WORK} comparisons to evaluate one \
+                     entry (the work bound of a request); use fewer conditions or conditions on \
+                     smaller fields"
+                ),
+            }),
+            Err(OverBudget) => Ok(None),
         }
     }
 }

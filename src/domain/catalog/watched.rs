@@ -65,6 +65,41 @@ impl Store for Watched {
         self.wrote(self.inner.delete(id).await)
     }
 
+    async fn insert_owned(
+        &self,
+        entry: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.wrote(self.inner.insert_owned(entry, owner).await)
+    }
+
+    async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        self.inner.owner(id).await
+    }
+
+    // Not counted as a write: no answer that the counts feed (facets) shows owners.
+    async fn set_owner(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_owner(id, expected, owner).await
+    }
+
+    async fn replace_owned(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.wrote(self.inner.replace_owned(old, new, owner).await)
+    }
+
+    async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
+        self.wrote(self.inner.delete_owned(id, owner).await)
+    }
+
     async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
         self.inner.scan(request).await
     }

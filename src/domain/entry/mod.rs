@@ -30,6 +30,9 @@ pub const CREATED_AT: &str = "container_registry_created_at";
 pub const UPDATED_AT: &str = "container_registry_updated_at";
 pub const VERSION: &str = "container_registry_version";
 pub const HEALTH: &str = "container_registry_health";
+/// The owner record (`domain::owner`). Never part of an entry's JSON: the stores keep it beside
+/// the entry, and filters and writes that name it are refused.
+pub const OWNER: &str = "container_registry_owner";
 
 /// Fields a client writes (the seed's dataclass).
 pub const CLIENT_FIELDS: [&str; 8] = [
@@ -138,7 +141,7 @@ impl ContainerRegistry {
                 "must be a JSON object describing the registry",
             ));
         };
-        for field in MANAGED_FIELDS {
+        for field in MANAGED_FIELDS.into_iter().chain([OWNER]) {
             if doc.contains_key(field) {
                 return Err(ValidationError::new(
                     field,
@@ -169,6 +172,12 @@ impl ContainerRegistry {
         let old_doc = old.to_json();
         if doc.get(ID) != old_doc.get(ID) {
             return Err(ValidationError::new(ID, "cannot be changed by an update"));
+        }
+        if doc.contains_key(OWNER) {
+            return Err(ValidationError::new(
+                OWNER,
+                "is managed by the server and cannot be written",
+            ));
         }
         for field in MANAGED_FIELDS {
             if doc.remove(field).as_ref() != old_doc.get(field) {

@@ -11,6 +11,16 @@
 //! update): an extra item only costs a wasted read, because every item a query reads from this
 //! store is evaluated against the whole filter. A missing index item never happens.
 //!
+//! Faults: the SDK retries what is transient (throttling, 5xx, timeouts, broken connections) within
+//! the limits of [`retry_config`] and [`timeout_config`]. A retried write may have applied already
+//! (its answer was lost), so every transaction carries a `ClientRequestToken`, one per logical
+//! write: DynamoDB answers a repeat of it as the first attempt's success without writing again.
+//! (The SDK would fill in one per call by itself; ours also spans our own retries of a request
+//! still in progress, and is renewed only after DynamoDB said the request wrote nothing.)
+//! Should the condition on the entry still fail after a write was sent more than once (the token
+//! outlived, or an endpoint that ignores it), the entry is read back and the write counts as done
+//! when what is stored is what it wrote.
+//!
 //! Queries the tag index can serve read it with `Query` and fetch the entries with `BatchGetItem`;
 //! other queries are Scans with as much of the filter as DynamoDB can express pushed down as a
 //! `FilterExpression` (see `filter.rs`).
@@ -21,12 +31,14 @@ mod http;
 pub use self::http::sdk_http_client;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -34,13 +46,18 @@ use aws_sdk_dynamodb::types::{
     KeySchemaElement, KeyType, KeysAndAttributes, Put, PutRequest, ScalarAttributeType,
     TableStatus, TransactWriteItem, Update, WriteRequest,
 };
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use bytes::Bytes;
 use serde_dynamo::aws_sdk_dynamodb_1 as dynamo;
 
 use self::filter::TranslateOptions;
 use super::plan::{Plan, Posting, TagPlan, merge, storable_tag};
 use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
-use crate::domain::entry::{ContainerRegistry, HEALTH, ID, PUBLIC_URL, TAGS, VERSION};
+use crate::domain::entry::{ContainerRegistry, HEALTH, ID, OWNER, PUBLIC_URL, TAGS, VERSION};
 use crate::health::ProbeResult;
 
 /// The partition key attribute of the entries table, also the entry's id field.
@@ -69,6 +86,97 @@ const BATCH_GET: usize = 100;
 const BATCH_WRITE: usize = 25;
 /// Attempts for writes that lose to a concurrent transaction, and for unprocessed batch keys.
 const ATTEMPTS: u32 = 16;
+
+// The SDK's retries and timeouts. API Gateway gives a request 30 s (and the function's timeout is
+// 30 s by default, template.yaml). The longest write path is a read (the service's, or delete's
+// own), tries of the transaction started within WRITE_BUDGET, the last of which may take a whole
+// operation, and one read back after a failed condition: 3 operations and the budget, under 30 s.
+/// Tries of one request, the first included (the SDK's default is 3): with throttling or a burst of
+/// 5xx, five tries (up to 0.75 s of backoff between them) ride out most of it before the caller
+/// sees a 503.
+pub const SDK_MAX_ATTEMPTS: u32 = 5;
+/// Backoff before the first retry; each next one doubles, with full jitter, up to
+/// [`SDK_MAX_BACKOFF`] (the SDK's defaults are 1 s and 20 s: far too slow for a 30 s request).
+pub const SDK_INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+pub const SDK_MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// One try: DynamoDB answers in milliseconds, a 1 MB scan page in well under a second, so a try
+/// that takes 2 s is stuck (a lost connection, a hung proxy) and is better tried again.
+pub const SDK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Setting up a connection (TCP and TLS) to the regional endpoint.
+pub const SDK_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// One operation, all tries and backoffs included: three tries that time out and their backoffs.
+pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_secs(6);
+/// Our own retry loops (writes that lose to a concurrent transaction) start no new try after this
+/// long: past it the answer is a 409 `update_conflict` and the client may try again.
+pub const WRITE_BUDGET: Duration = Duration::from_secs(5);
+const _: () = assert!(3 * SDK_OPERATION_TIMEOUT.as_secs() + WRITE_BUDGET.as_secs() < 30);
+const _: () = assert!(SDK_CONNECT_TIMEOUT.as_millis() < SDK_ATTEMPT_TIMEOUT.as_millis());
+
+/// The SDK's retry settings for the service's DynamoDB client (see the constants above).
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(SDK_MAX_ATTEMPTS)
+        .with_initial_backoff(SDK_INITIAL_BACKOFF)
+        .with_max_backoff(SDK_MAX_BACKOFF)
+}
+
+/// The SDK's timeouts for the service's DynamoDB client (see the constants above).
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(SDK_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(SDK_ATTEMPT_TIMEOUT)
+        .operation_timeout(SDK_OPERATION_TIMEOUT)
+        .build()
+}
+
+/// Counts the tries the SDK makes of one request: more than one means an earlier try may have
+/// applied although its answer never came.
+#[derive(Debug, Clone, Default)]
+struct Tries(Arc<AtomicU32>);
+
+impl Intercept for Tries {
+    fn name(&self) -> &'static str {
+        "registry-db: count tries"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// One logical write: its idempotency token, and whether any try so far may have applied.
+struct Write {
+    token: String,
+    started: Instant,
+    maybe_applied: bool,
+}
+
+impl Write {
+    fn new() -> Self {
+        Write {
+            // 36 characters: the most DynamoDB accepts.
+            token: uuid::Uuid::new_v4().to_string(),
+            started: Instant::now(),
+            maybe_applied: false,
+        }
+    }
+
+    /// A new token, for a retry that sends a different request (DynamoDB refuses a token reused
+    /// with other parameters). Only after an outcome that says the last request did not apply.
+    fn renew_token(&mut self) {
+        self.token = uuid::Uuid::new_v4().to_string();
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.started.elapsed() >= WRITE_BUDGET
+    }
+}
 
 pub struct DynamoStore {
     client: Client,
@@ -113,8 +221,12 @@ enum Outcome {
     Done,
     /// The condition on the first action (the entry) did not hold.
     ConditionFailed,
-    /// A concurrent transaction touched the same items: try again.
+    /// A concurrent transaction touched the same items and DynamoDB cancelled this one (it wrote
+    /// nothing): try again.
     Conflict,
+    /// An earlier try under the same token is still running: try again under that token, which
+    /// completes it (AWS's advice for TransactionInProgressException).
+    InProgress,
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -185,6 +297,8 @@ impl DynamoStore {
     pub async fn connect(table: &str, tag_table: &str, create_table: bool) -> anyhow::Result<Self> {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http::sdk_http_client())
+            .retry_config(retry_config())
+            .timeout_config(timeout_config())
             .load()
             .await;
         // A custom endpoint may be an emulator (dynalite's `contains` does not search lists): push
@@ -367,14 +481,25 @@ impl DynamoStore {
         Ok(false)
     }
 
-    /// Runs one transaction; the first action must be the entry's.
-    async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Outcome, StoreError> {
+    /// Runs one transaction of `write` under its token; the first action must be the entry's.
+    async fn transact(
+        &self,
+        write: &mut Write,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<Outcome, StoreError> {
+        let tries = Tries::default();
         let result = self
             .client
             .transact_write_items()
+            .client_request_token(&write.token)
             .set_transact_items(Some(actions))
+            .customize()
+            .interceptor(tries.clone())
             .send()
             .await;
+        if tries.0.load(Ordering::Relaxed) > 1 {
+            write.maybe_applied = true;
+        }
         let err = match result {
             Ok(_) => return Ok(Outcome::Done),
             Err(err) => err,
@@ -393,12 +518,48 @@ impl DynamoStore {
                 return Ok(Outcome::Conflict);
             }
         }
-        if err.code() == Some("TransactionConflictException")
-            || err.code() == Some("TransactionInProgressException")
-        {
-            return Ok(Outcome::Conflict);
+        match err.code() {
+            Some("TransactionConflictException") => Ok(Outcome::Conflict),
+            Some("TransactionInProgressException") => Ok(Outcome::InProgress),
+            _ => Err(sdk_error(err)),
         }
-        Err(sdk_error(err))
+    }
+
+    /// Whether the entry `id` holds every attribute of `written` (but its health, which the prober
+    /// may have changed since): a write whose condition failed after a retry uses it to tell its
+    /// own earlier try, applied with its answer lost, from another writer. `written` carries the
+    /// new version and update time, so another write does not pass for ours.
+    async fn holds(
+        &self,
+        id: &str,
+        written: &HashMap<String, AttributeValue>,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.item.is_some_and(|stored| {
+            written
+                .iter()
+                .filter(|(name, _)| name.as_str() != HEALTH)
+                .all(|(name, value)| stored.get(name) == Some(value))
+        }))
+    }
+
+    /// What to do after a transaction that did not apply: `false` to give up (out of attempts or
+    /// time). Backs off; a cancelled request is sent again as a new one (a new token), a request
+    /// still in progress under its token again under that token.
+    async fn again(&self, write: &mut Write, outcome: &Outcome, attempt: u32) -> bool {
+        if matches!(outcome, Outcome::Conflict | Outcome::ConditionFailed) {
+            write.renew_token();
+        }
+        backoff(attempt).await;
+        attempt + 1 < ATTEMPTS && !write.out_of_time()
     }
 
     fn put_index(&self, tag: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
@@ -584,6 +745,7 @@ impl DynamoStore {
                 .map(|tag| self.posting(tag, after, max_entries + 1)),
         )
         .await?;
+        let index_keys = postings.iter().map(|p| p.ids.len()).sum();
         let postings: BTreeMap<String, Posting> =
             tags.iter().map(|t| t.to_string()).zip(postings).collect();
         let merged = merge(&plan.set, postings);
@@ -607,6 +769,7 @@ impl DynamoStore {
         }
         Ok(ScanChunk {
             scanned: candidates.len(),
+            index_keys,
             candidates,
             last_key,
             // Stale index items are possible here (see the module docs): always evaluate.
@@ -654,6 +817,7 @@ impl DynamoStore {
             candidates,
             last_key,
             scanned,
+            index_keys: 0,
             exact: false,
             used_index: false,
         })
@@ -668,23 +832,49 @@ async fn backoff(attempt: u32) {
 #[async_trait]
 impl Store for DynamoStore {
     async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError> {
+        self.insert_owned(entry, None).await
+    }
+
+    async fn insert_owned(
+        &self,
+        entry: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let id = &entry.container_registry_id;
+        // The owner is an attribute of the item but not of the entry: `stored` reads items back
+        // as entries, so it never reaches an answer.
+        let mut item = to_item(entry)?;
+        if let Some(owner) = owner {
+            item.insert(OWNER.to_string(), s(owner));
+        }
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_item(entry)?))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", KEY)
             .build()
             .map_err(build_error)?;
+        let written = to_item(entry)?;
         let mut actions = vec![TransactWriteItem::builder().put(put).build()];
         for tag in &entry.container_registry_tags {
             actions.push(self.put_index(tag, id)?);
         }
-        for attempt in 0..ATTEMPTS {
-            match self.transact(actions.clone()).await? {
+        let mut write = Write::new();
+        for attempt in 0.. {
+            match self.transact(&mut write, actions.clone()).await? {
                 Outcome::Done => return Ok(()),
+                // Taken: by our own earlier try (applied, its answer lost), or by someone else.
+                Outcome::ConditionFailed
+                    if write.maybe_applied && self.holds(id, &written).await? =>
+                {
+                    return Ok(());
+                }
                 Outcome::ConditionFailed => return Err(StoreError::AlreadyExists(id.clone())),
-                Outcome::Conflict => backoff(attempt).await,
+                outcome => {
+                    if !self.again(&mut write, &outcome, attempt).await {
+                        break;
+                    }
+                }
             }
         }
         Err(StoreError::VersionConflict)
@@ -708,17 +898,33 @@ impl Store for DynamoStore {
         old: &ContainerRegistry,
         new: &ContainerRegistry,
     ) -> Result<(), StoreError> {
+        self.replace_owned(old, new, None).await
+    }
+
+    async fn replace_owned(
+        &self,
+        old: &ContainerRegistry,
+        new: &ContainerRegistry,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let id = &new.container_registry_id;
         // SET every attribute but the key and the health result, which stays as the prober left it.
         let mut item = to_item(new)?;
         item.remove(KEY);
         item.remove(HEALTH);
+        let written = item.clone();
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(id)))
-            .condition_expression("#a_v = :expected")
             .expression_attribute_names("#a_v", VERSION)
             .expression_attribute_values(":expected", n(old.container_registry_version));
+        update = match owner {
+            None => update.condition_expression("#a_v = :expected"),
+            Some(owner) => update
+                .condition_expression("#a_v = :expected AND #a_o = :owner")
+                .expression_attribute_names("#a_o", OWNER)
+                .expression_attribute_values(":owner", s(owner)),
+        };
         let mut sets = Vec::with_capacity(item.len());
         for (i, (name, value)) in item.into_iter().enumerate() {
             let (name_ph, value_ph) = if name == VERSION {
@@ -751,8 +957,20 @@ impl Store for DynamoStore {
                 spill.push((tag.clone(), id.clone()));
             }
         }
-        for attempt in 0..ATTEMPTS {
-            match self.transact(actions.clone()).await? {
+        let mut write = Write::new();
+        for attempt in 0.. {
+            let outcome = match self.transact(&mut write, actions.clone()).await? {
+                // Not at the version read: moved on by our own earlier try (applied, its answer
+                // lost: the stored entry is the new one, version and update time included), or by
+                // another writer.
+                Outcome::ConditionFailed
+                    if write.maybe_applied && self.holds(id, &written).await? =>
+                {
+                    Outcome::Done
+                }
+                outcome => outcome,
+            };
+            match outcome {
                 Outcome::Done => {
                     if !spill.is_empty() {
                         self.delete_index_items(spill).await?;
@@ -760,14 +978,24 @@ impl Store for DynamoStore {
                     return Ok(());
                 }
                 Outcome::ConditionFailed => return Err(StoreError::VersionConflict),
-                Outcome::Conflict => backoff(attempt).await,
+                outcome => {
+                    if !self.again(&mut write, &outcome, attempt).await {
+                        break;
+                    }
+                }
             }
         }
         Err(StoreError::VersionConflict)
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        for attempt in 0..ATTEMPTS {
+        self.delete_owned(id, None).await
+    }
+
+    async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
+        let mut write = Write::new();
+        let mut last_version = None;
+        for attempt in 0.. {
             // The index items to delete are the stored entry's tags, at the version read.
             let out = self
                 .client
@@ -775,24 +1003,45 @@ impl Store for DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(key_of(id)))
                 .consistent_read(true)
-                .projection_expression("#t, #v")
+                .projection_expression("#t, #v, #o")
                 .expression_attribute_names("#t", TAGS)
                 .expression_attribute_names("#v", VERSION)
+                .expression_attribute_names("#o", OWNER)
                 .send()
                 .await
                 .map_err(sdk_error)?;
             let Some(item) = out.item else {
-                return Ok(false);
+                // Gone after a try of ours that may have applied (its answer lost): that try
+                // deleted it, or a concurrent delete did; either way the entry is deleted.
+                return Ok(write.maybe_applied);
             };
+            // Owned by someone else now (rotated since the caller was checked): not this
+            // caller's to delete.
+            if owner.is_some() && string_attr(&item, OWNER).as_deref() != owner {
+                return Err(StoreError::VersionConflict);
+            }
             let version = item.get(VERSION).cloned().unwrap_or_else(|| n(0));
+            // Another version makes another request, which must not reuse the token.
+            if last_version
+                .replace(version.clone())
+                .is_some_and(|last| last != version)
+            {
+                write.renew_token();
+            }
             let delete = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key_of(id)))
-                .condition_expression("#v = :v")
                 .expression_attribute_names("#v", VERSION)
-                .expression_attribute_values(":v", version)
-                .build()
-                .map_err(build_error)?;
+                .expression_attribute_values(":v", version);
+            let delete = match owner {
+                None => delete.condition_expression("#v = :v"),
+                Some(owner) => delete
+                    .condition_expression("#v = :v AND #o = :o")
+                    .expression_attribute_names("#o", OWNER)
+                    .expression_attribute_values(":o", s(owner)),
+            }
+            .build()
+            .map_err(build_error)?;
             let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
             let mut spill = Vec::new();
             for tag in item_tags(&item) {
@@ -802,15 +1051,19 @@ impl Store for DynamoStore {
                     spill.push((tag, id.to_string()));
                 }
             }
-            match self.transact(actions).await? {
+            match self.transact(&mut write, actions).await? {
                 Outcome::Done => {
                     if !spill.is_empty() {
                         self.delete_index_items(spill).await?;
                     }
                     return Ok(true);
                 }
-                // Changed or deleted since it was read: read it again.
-                Outcome::ConditionFailed | Outcome::Conflict => backoff(attempt).await,
+                // Changed or deleted since it was read (ConditionFailed): read it again.
+                outcome => {
+                    if !self.again(&mut write, &outcome, attempt).await {
+                        break;
+                    }
+                }
             }
         }
         Err(StoreError::VersionConflict)
@@ -859,7 +1112,9 @@ impl Store for DynamoStore {
         let health = dynamo::to_attribute_value(health).map_err(|e| {
             StoreError::Unavailable(format!("cannot encode the health result: {e}"))
         })?;
-        // One UpdateItem touches only the health field, so it never races an owner's update.
+        // One UpdateItem touches only the health field, so it never races an owner's update. A
+        // retry of it after a lost answer is the same write again and its condition still holds:
+        // unlike the entry's writes, it needs no token and no read back.
         let result = self
             .client
             .update_item()
@@ -966,7 +1221,10 @@ impl Store for DynamoStore {
                     TransactWriteItem::builder().condition_check(check).build(),
                     self.delete_index(&tag, &id)?,
                 ];
-                if matches!(self.transact(actions).await?, Outcome::Done) {
+                if matches!(
+                    self.transact(&mut Write::new(), actions).await?,
+                    Outcome::Done
+                ) {
                     report.stale_keys_removed += 1;
                 }
             }
@@ -1016,6 +1274,57 @@ impl Store for DynamoStore {
         });
         let counts = futures::future::try_join_all(segments).await?;
         Ok(counts.into_iter().sum())
+    }
+
+    async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        // A consistent read on every call, nothing kept in the process: a rotation through any
+        // instance counts for every other at once.
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(id)))
+            .consistent_read(true)
+            .projection_expression("#id, #o")
+            .expression_attribute_names("#id", KEY)
+            .expression_attribute_names("#o", OWNER)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.item.map(|item| string_attr(&item, OWNER)))
+    }
+
+    async fn set_owner(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        // Conditional on the record that was read, so of two rotations from it exactly one lands.
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(id)))
+            .update_expression("SET #o = :new")
+            .expression_attribute_names("#id", KEY)
+            .expression_attribute_names("#o", OWNER)
+            .expression_attribute_values(":new", s(owner));
+        let update = match expected {
+            Some(expected) => update
+                .condition_expression("attribute_exists(#id) AND #o = :old")
+                .expression_attribute_values(":old", s(expected)),
+            None => {
+                update.condition_expression("attribute_exists(#id) AND attribute_not_exists(#o)")
+            }
+        };
+        if condition_held(update.send().await)? {
+            return Ok(true);
+        }
+        match self.owner(id).await? {
+            None => Err(StoreError::NotFound(id.to_string())),
+            Some(_) => Ok(false),
+        }
     }
 
     fn describe(&self) -> String {

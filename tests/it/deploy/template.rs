@@ -9,9 +9,98 @@ use std::collections::BTreeMap;
 use serde_yaml::Value;
 
 fn template() -> Value {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
+    template_named("template.yaml")
+}
+
+/// `template.yaml` (IAM writes) or `template-public.yaml` (public writes with owner tokens).
+fn template_named(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{}/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     serde_yaml::from_str(&text).unwrap()
+}
+
+/// The HTTP routes of a template: (METHOD, path) -> authorizer.
+fn routes_of(t: &Value) -> BTreeMap<(String, String), String> {
+    let events = t["Resources"]["RegistryDbFunction"]["Properties"]["Events"]
+        .as_mapping()
+        .unwrap();
+    let mut routed = BTreeMap::new();
+    for (name, event) in events {
+        if event["Type"].as_str() != Some("HttpApi") {
+            continue;
+        }
+        let p = &event["Properties"];
+        let method = p["Method"].as_str().unwrap().to_uppercase();
+        let path = p["Path"].as_str().unwrap().to_string();
+        let authorizer = p["Auth"]["Authorizer"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name:?} names its authorizer"));
+        assert!(
+            routed
+                .insert((method, path), authorizer.to_string())
+                .is_none(),
+            "{name:?} routes a route twice"
+        );
+    }
+    routed
+}
+
+#[test]
+fn the_public_template_routes_the_same_routes_without_iam_and_throttles_the_public_writes() {
+    let iam = template();
+    let public = template_named("template-public.yaml");
+    let public_routes = routes_of(&public);
+    assert_eq!(
+        public_routes.keys().collect::<Vec<_>>(),
+        routes_of(&iam).keys().collect::<Vec<_>>(),
+        "both templates route the same routes"
+    );
+    assert!(
+        public_routes.values().all(|a| a == "NONE"),
+        "{public_routes:?}"
+    );
+    let env = &public["Resources"]["RegistryDbFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["REGISTRY_DB_WRITES"].as_str(), Some("owners"));
+    // The IAM template's policy is a parameter (`!Ref WritePolicy`).
+    let iam_env = &iam["Resources"]["RegistryDbFunction"]["Properties"]["Environment"]["Variables"];
+    assert!(!iam_env["REGISTRY_DB_WRITES"].is_null());
+    assert!(!iam_env["REGISTRY_DB_OPERATOR_PRINCIPALS"].is_null());
+    assert_eq!(
+        iam["Parameters"]["WritePolicy"]["Default"].as_str(),
+        Some("owners")
+    );
+    // Every route anyone may write through (and the health check) has its own throttling.
+    let settings = public["Resources"]["RegistryHttpApi"]["Properties"]["RouteSettings"]
+        .as_mapping()
+        .unwrap();
+    let throttled: Vec<String> = settings
+        .keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    let mut wanted: Vec<String> = served_routes()
+        .into_iter()
+        .filter(|(_, write)| *write)
+        .map(|((m, p), _)| format!("{m} {p}"))
+        .collect();
+    wanted.push("GET /check_container_health/{id}".into());
+    wanted.sort();
+    let mut throttled_sorted = throttled.clone();
+    throttled_sorted.sort();
+    assert_eq!(throttled_sorted, wanted);
+    for key in &throttled {
+        assert!(
+            !settings[key.as_str()]["ThrottlingRateLimit"].is_null(),
+            "{key} has a rate"
+        );
+    }
+    // The tables are the same.
+    assert_eq!(
+        public["Resources"]["RegistryTable"],
+        iam["Resources"]["RegistryTable"]
+    );
+    assert_eq!(
+        public["Resources"]["TagIndexTable"],
+        iam["Resources"]["TagIndexTable"]
+    );
 }
 
 /// (METHOD, path) -> write?
@@ -74,8 +163,8 @@ fn every_served_route_is_routed_with_the_right_auth_and_nothing_else() {
         .collect();
     assert_eq!(
         writes.len(),
-        3,
-        "create, update and delete need IAM: {writes:?}"
+        4,
+        "create, update, delete and the owner token's rotation need IAM: {writes:?}"
     );
 }
 

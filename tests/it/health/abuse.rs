@@ -98,6 +98,7 @@ fn app_with(store: Arc<dyn Store>, cfg: ProbeConfig, checks: CheckPolicy) -> Rou
     router(AppState {
         catalog: registry,
         write_token: None,
+        access: Default::default(),
     })
 }
 

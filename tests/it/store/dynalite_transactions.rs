@@ -5,7 +5,9 @@
 //! tests hold that patch to what AWS documents, so that the store's real write path (an entry and
 //! its tag index rows kept consistent in one transaction) can be tested on dynalite: all or
 //! nothing, per-action cancellation reasons in order, the 100-action limit, one action per item,
-//! validation as for the single-item calls, and isolation between concurrent transactions.
+//! validation as for the single-item calls, isolation between concurrent transactions, and
+//! `ClientRequestToken` idempotency (a retried request whose answer was lost succeeds without
+//! writing again; the token with another request is a mismatch).
 
 use crate::support;
 
@@ -651,4 +653,131 @@ async fn concurrent_transactions_on_shared_items_never_interleave() {
         total_cancelled > 0,
         "the tasks did contend (otherwise this test proves nothing about isolation)"
     );
+}
+
+async fn transact_with_token(
+    client: &Client,
+    token: &str,
+    actions: Vec<TransactWriteItem>,
+) -> Result<(), TxError> {
+    client
+        .transact_write_items()
+        .client_request_token(token)
+        .set_transact_items(Some(actions))
+        .send()
+        .await
+        .map(|_| ())
+}
+
+/// AWS: a retried request with the same token (its first answer lost) succeeds without writing
+/// again, even though its condition no longer holds.
+#[tokio::test]
+async fn the_same_token_and_request_succeed_once_without_writing_again() {
+    let client = support::dynamo_client();
+    let t = table(&client).await;
+    let create = || {
+        vec![
+            put(
+                &t,
+                item(&[("pk", s("a")), ("n", n(1))]),
+                Some("attribute_not_exists(pk)"),
+            ),
+            update(&t, "counter", "ADD c :one", None, values(&[(":one", n(1))])),
+        ]
+    };
+    transact_with_token(&client, "token-1", create())
+        .await
+        .unwrap();
+    // The retry answers as the first attempt did, and the counter is not added to again.
+    transact_with_token(&client, "token-1", create())
+        .await
+        .expect("a replay of a succeeded request with its token succeeds");
+    assert_eq!(number(&get(&client, &t, "counter").await.unwrap(), "c"), 1);
+    // Without the token it is a new request: its condition fails.
+    let (_, reasons) = cancellation(transact(&client, create()).await);
+    assert_eq!(codes(&reasons), ["ConditionalCheckFailed", "None"]);
+    // A new token is a new request too.
+    let (_, reasons) = cancellation(transact_with_token(&client, "token-2", create()).await);
+    assert_eq!(codes(&reasons), ["ConditionalCheckFailed", "None"]);
+    assert_eq!(number(&get(&client, &t, "counter").await.unwrap(), "c"), 1);
+}
+
+#[tokio::test]
+async fn the_same_token_with_another_request_is_a_mismatch() {
+    let client = support::dynamo_client();
+    let t = table(&client).await;
+    let write = |v: i64| vec![put(&t, item(&[("pk", s("a")), ("n", n(v))]), None)];
+    transact_with_token(&client, "token-m", write(1))
+        .await
+        .unwrap();
+    let err = transact_with_token(&client, "token-m", write(2))
+        .await
+        .expect_err("another request under a used token is refused");
+    assert_eq!(err.code(), Some("IdempotentParameterMismatchException"));
+    assert!(matches!(
+        err.into_service_error(),
+        TransactWriteItemsError::IdempotentParameterMismatchException(_)
+    ));
+    // Nothing of the refused request was written.
+    assert_eq!(number(&get(&client, &t, "a").await.unwrap(), "n"), 1);
+}
+
+/// The fingerprint of a request does not depend on the order in which a map's keys travel.
+#[tokio::test]
+async fn the_same_request_with_its_map_keys_reordered_is_the_same_request() {
+    let client = support::dynamo_client();
+    let t = table(&client).await;
+    let attrs: Vec<(String, AttributeValue)> = (0..20)
+        .map(|i| (format!("a{i}"), n(i)))
+        .chain([("pk".to_string(), s("a"))])
+        .collect();
+    // Two maps filled in opposite orders (a HashMap's order follows its own random seed).
+    let forward: Item = attrs.iter().cloned().collect();
+    let backward: Item = attrs.iter().rev().cloned().collect();
+    transact_with_token(&client, "token-o", vec![put(&t, forward, None)])
+        .await
+        .unwrap();
+    transact_with_token(&client, "token-o", vec![put(&t, backward, None)])
+        .await
+        .expect("the same request is recognised whatever its key order");
+}
+
+/// A request that was cancelled wrote nothing; the same token runs it again, and then it may
+/// succeed.
+#[tokio::test]
+async fn a_cancelled_request_runs_again_under_its_token() {
+    let client = support::dynamo_client();
+    let t = table(&client).await;
+    let needs_b = || {
+        vec![
+            check(&t, "b", "attribute_exists(pk)"),
+            put(&t, item(&[("pk", s("a"))]), None),
+        ]
+    };
+    let (_, reasons) = cancellation(transact_with_token(&client, "token-c", needs_b()).await);
+    assert_eq!(codes(&reasons), ["ConditionalCheckFailed", "None"]);
+    assert!(get(&client, &t, "a").await.is_none());
+    transact(&client, vec![put(&t, item(&[("pk", s("b"))]), None)])
+        .await
+        .unwrap();
+    transact_with_token(&client, "token-c", needs_b())
+        .await
+        .expect("the condition holds now");
+    assert!(get(&client, &t, "a").await.is_some());
+}
+
+#[tokio::test]
+async fn a_token_longer_than_36_characters_is_refused() {
+    let client = support::dynamo_client();
+    let t = table(&client).await;
+    let message = validation_error(
+        transact_with_token(
+            &client,
+            &"x".repeat(37),
+            vec![put(&t, item(&[("pk", s("a"))]), None)],
+        )
+        .await,
+    );
+    assert!(message.contains("clientRequestToken"), "{message}");
+    assert!(get(&client, &t, "a").await.is_none());
 }

@@ -7,6 +7,7 @@
 //!
 //! A component that cannot start makes the test fail with a message saying how to install it.
 
+pub mod fault_proxy;
 pub mod oci_registry;
 pub mod servers;
 
@@ -162,6 +163,7 @@ pub fn app(store: Arc<dyn Store>, write_token: Option<&str>) -> Router {
     router(AppState {
         catalog: registry,
         write_token: write_token.map(Arc::from),
+        access: Default::default(),
     })
 }
 
@@ -318,6 +320,11 @@ pub fn start_server_logging_to(args: &[&str], envs: &[(&str, &str)], stderr: Std
         "REGISTRY_DB_ADDR",
         "REGISTRY_DB_PROBE_ALLOW_LOOPBACK",
         "REGISTRY_DB_SWEEP_EVERY",
+        "REGISTRY_DB_WRITES",
+        "REGISTRY_DB_OPERATOR_PRINCIPALS",
+        "REGISTRY_DB_CREATES_PER_HOUR",
+        "REGISTRY_DB_CHECKS_PER_MINUTE",
+        "REGISTRY_DB_CLIENT_IP_HEADER",
     ] {
         cmd.env_remove(key);
     }
@@ -335,4 +342,14 @@ pub fn start_server_logging_to(args: &[&str], envs: &[(&str, &str)], stderr: Std
         .unwrap_or_else(|| panic!("unexpected first line from registry-db: {line:?}"))
         .to_string();
     Server { child, base }
+}
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
 }

@@ -571,6 +571,7 @@ fn app_with_facet_age(store: std::sync::Arc<dyn registry_db::store::Store>, secs
     registry_db::router::router(registry_db::state::AppState {
         catalog: registry,
         write_token: None,
+        access: Default::default(),
     })
 }
 

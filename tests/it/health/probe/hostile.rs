@@ -68,8 +68,10 @@ fn assert_within_caps(result: &ProbeResult) {
 
 #[tokio::test]
 async fn huge_challenges_and_version_headers_are_capped() {
-    let realm = format!("https://auth.example/{}\"", "r".repeat(200 * 1024));
-    let version = "v".repeat(200 * 1024);
+    // A head of about 380 KB: under hyper's 408 KiB read buffer, so it is always read whole (one
+    // between 408 and about 816 KiB may or may not be, depending on how it arrives; see below).
+    let realm = format!("https://auth.example/{}\"", "r".repeat(180 * 1024));
+    let version = "v".repeat(180 * 1024);
     let challenge = format!(
         r#"Bearer realm="{}",service="{}",scope="{}""#,
         realm.replace('"', "\\\""),
@@ -105,6 +107,27 @@ async fn huge_challenges_and_version_headers_are_capped() {
     );
     assert!(c.realm.as_deref().unwrap().ends_with('…'));
     assert!(result.api_version.as_deref().unwrap().ends_with('…'));
+}
+
+/// A header block past what hyper's client buffers (408 KiB, plus at most one read of as much) is
+/// never read: the registry counts as unreachable, with the reason, and nothing of it is kept.
+#[tokio::test]
+async fn a_header_block_past_the_read_buffer_is_not_read() {
+    let version = "v".repeat(900 * 1024);
+    let server = http_server(move |_, _| {
+        response(
+            "200 OK",
+            &[("Docker-Distribution-Api-Version", &version)],
+            "{}",
+        )
+    })
+    .await;
+    let result = probe(loopback_config(3000), &server.url()).await;
+    assert_eq!(result.status, HealthStatus::Unreachable, "{result:?}");
+    let error = result.error.as_deref().unwrap_or_default();
+    assert!(error.contains("message head is too large"), "{error}");
+    assert!(result.api_version.is_none(), "{result:?}");
+    assert_within_caps(&result);
 }
 
 #[tokio::test]
