@@ -46,6 +46,9 @@ use crate::error::AppError;
 /// Largest request head (request line, headers and the blank line) a connection reads; a larger
 /// one is answered 431. Hyper's default (about 400 KiB) times the connection cap would not fit a
 /// 256 MiB pod; 128 KiB still takes the page's longest filter URLs.
+/// How long past the request timeout a stop waits for the answers in flight.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
 pub const MAX_HEAD_BYTES: usize = 128 * 1024;
 
 /// Open files kept for everything but client connections (the store, logs, DNS), beside one per
@@ -257,7 +260,9 @@ where
         tokio::spawn(watch(shared.clone(), id, conn, connection, permit));
     }
     drop(listener);
-    let grace = shared.limits.request_timeout + Duration::from_secs(1);
+    // A request in flight ends by its request timeout at the latest; the margin lets its answer
+    // be written even on a loaded machine (1 s was not always enough under load).
+    let grace = shared.limits.request_timeout + STOP_MARGIN;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
