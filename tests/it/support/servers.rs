@@ -235,6 +235,10 @@ pub async fn holding_server(hold: Duration) -> HoldingServer {
                 let mut buf = [0u8; 4096];
                 let _ = socket.read(&mut buf).await;
                 tokio::time::sleep(hold).await;
+                // Counted closed before the answer leaves: once the client has read it, it may
+                // open the next connection at once, and that one must not overlap this count
+                // (it did under load, and the cap tests saw one connection more than the cap).
+                o.fetch_sub(1, Ordering::SeqCst);
                 let body = response(
                     "200 OK",
                     &[("Docker-Distribution-Api-Version", "registry/2.0")],
@@ -242,7 +246,6 @@ pub async fn holding_server(hold: Duration) -> HoldingServer {
                 );
                 let _ = socket.write_all(body.as_bytes()).await;
                 let _ = socket.shutdown().await;
-                o.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
