@@ -26,7 +26,7 @@ mod memory;
 mod owners;
 mod ops {
     mod export;
-    mod metrics;
+    pub(crate) mod metrics;
 }
 mod query {
     mod semantics;
