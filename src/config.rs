@@ -109,6 +109,10 @@ pub struct StoreArgs {
     /// GETs and tag queries; 0 turns the cache off. Ignored on DynamoDB.
     #[arg(long, env = "REGISTRY_DB_ENTRY_CACHE_MIB", default_value_t = crate::store::entry_cache::DEFAULT_ENTRY_CACHE_MIB)]
     pub entry_cache_mib: usize,
+    /// MiB of redb's page cache for the embedded store (redb's own default, 1 GiB, grows with a
+    /// large store until it holds all of it). Ignored on DynamoDB.
+    #[arg(long, env = "REGISTRY_DB_STORE_CACHE_MIB", default_value_t = crate::store::embedded::DEFAULT_PAGE_CACHE_MIB)]
+    pub store_cache_mib: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -325,9 +329,10 @@ impl StoreArgs {
 
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self.store {
-            StoreKind::Embedded => Arc::new(EmbeddedStore::open_with_cache(
+            StoreKind::Embedded => Arc::new(EmbeddedStore::open_with_caches(
                 &self.data,
                 self.entry_cache_mib.saturating_mul(1 << 20),
+                self.store_cache_mib.saturating_mul(1 << 20),
             )?),
             StoreKind::Dynamodb => {
                 let tag_table = self

@@ -44,6 +44,10 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// redb's page cache for one pass over every entry (see [`EmbeddedStore::open_for_bulk`]).
 pub const BULK_PAGE_CACHE: usize = 4 << 20;
+/// `--store-cache-mib` by default: redb's page cache (its own default is 1 GiB, which a server
+/// over a large store fills as it reads). 32 MiB holds the tag index and the upper B-tree levels
+/// of a store of hundreds of MiB, and fits a 256 MiB pod beside the entry cache and the bodies.
+pub const DEFAULT_PAGE_CACHE_MIB: usize = 32;
 const META_TAG_INDEX: &str = "tag_index_version";
 const TAG_INDEX_VERSION: u64 = 1;
 const FILE_NAME: &str = "registry-db.redb";
@@ -53,6 +57,9 @@ const PREALLOCATE: usize = 256;
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
+    /// redb's page cache and the entry cache, in bytes, for the start line.
+    page_cache: usize,
+    entry_cache: usize,
     /// Entries by id, for GETs and tag queries; every write forgets what it changed.
     cache: Arc<EntryCache>,
 }
@@ -266,37 +273,40 @@ impl EmbeddedStore {
         Ok(part)
     }
 
-    /// Opens (creating if needed) the store in `dir`, with an entry cache of the default size.
+    /// Opens (creating if needed) the store in `dir`, with caches of the default sizes.
     /// Fails with a clear message when another process holds it: redb allows one writer process
     /// per file. A store written before the tag index existed gets its index built here, once.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        Self::open_with_cache(dir, DEFAULT_ENTRY_CACHE_MIB << 20)
+        Self::open_with_caches(
+            dir,
+            DEFAULT_ENTRY_CACHE_MIB << 20,
+            DEFAULT_PAGE_CACHE_MIB << 20,
+        )
     }
 
-    /// [`open`](Self::open), with an entry cache of at most `cache_bytes` (0: none).
-    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> anyhow::Result<Self> {
-        Self::open_tuned(dir, cache_bytes, None)
+    /// [`open`](Self::open), with an entry cache of at most `entry_cache` bytes (0: none) and
+    /// redb's page cache set to `page_cache` bytes.
+    pub fn open_with_caches(
+        dir: &Path,
+        entry_cache: usize,
+        page_cache: usize,
+    ) -> anyhow::Result<Self> {
+        Self::open_tuned(dir, entry_cache, page_cache)
     }
 
     /// For one pass over every entry (`export`, `import --exact`): no entry cache, and redb's
     /// page cache at most [`BULK_PAGE_CACHE`] instead of its default (1 GiB), which a pass over a
     /// large store would otherwise fill with pages it never reads again.
     pub fn open_for_bulk(dir: &Path) -> anyhow::Result<Self> {
-        Self::open_tuned(dir, 0, Some(BULK_PAGE_CACHE))
+        Self::open_tuned(dir, 0, BULK_PAGE_CACHE)
     }
 
-    fn open_tuned(
-        dir: &Path,
-        cache_bytes: usize,
-        page_cache: Option<usize>,
-    ) -> anyhow::Result<Self> {
+    fn open_tuned(dir: &Path, cache_bytes: usize, page_cache: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create the data folder {}: {e}", dir.display()))?;
         let path = dir.join(FILE_NAME);
         let mut builder = Database::builder();
-        if let Some(bytes) = page_cache {
-            builder.set_cache_size(bytes);
-        }
+        builder.set_cache_size(page_cache);
         let db = builder.create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
                 "the embedded store {} is already open in another process (one server per data folder)",
@@ -326,6 +336,8 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             db: Arc::new(db),
             path,
+            page_cache,
+            entry_cache: cache_bytes,
             cache: Arc::new(EntryCache::new(cache_bytes)),
         })
     }
@@ -858,7 +870,12 @@ impl Store for EmbeddedStore {
     }
 
     fn describe(&self) -> String {
-        format!("embedded store at {}", self.path.display())
+        format!(
+            "embedded store at {} (page cache {} MiB, entry cache {} MiB)",
+            self.path.display(),
+            self.page_cache >> 20,
+            self.entry_cache >> 20
+        )
     }
 
     /// redb locks the file: no other process writes to it while this one has it open.

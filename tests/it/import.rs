@@ -186,7 +186,7 @@ async fn a_mongoexport_lands_in_both_stores_and_every_refusal_is_reported() {
         let known = "known fields: container_registry_id, container_registry_name, container_registry_metadata, container_registry_tags, container_registry_public_url, container_registry_image_prefix, container_registry_config, container_registry_storage_info";
         let expected = [
             format!("importing {file_arg} into the {}", match &target {
-                Target::Embedded(dir) => format!("embedded store at {}/registry-db.redb", dir.path().display()),
+                Target::Embedded(dir) => format!("embedded store at {}/registry-db.redb (page cache 32 MiB, entry cache 16 MiB)", dir.path().display()),
                 Target::Dynamo(table) => format!("DynamoDB table {table} (tag index {table}-tags)"),
             }) + " (MongoDB's _id is dropped from each document)",
             r#"refused entry 3 (id "gpu-cluster-registry-2"): container_registry_metadata.gpus: $numberLong "eight" is not a 64-bit integer"#.to_string(),

@@ -340,6 +340,8 @@ pub fn start_server_logging_to(args: &[&str], envs: &[(&str, &str)], stderr: Std
         "REGISTRY_DB_CREATES_PER_HOUR",
         "REGISTRY_DB_CHECKS_PER_MINUTE",
         "REGISTRY_DB_CLIENT_IP_HEADER",
+        "REGISTRY_DB_STORE_CACHE_MIB",
+        "REGISTRY_DB_ENTRY_CACHE_MIB",
     ] {
         cmd.env_remove(key);
     }
