@@ -15,7 +15,7 @@ use crate::domain::catalog::{CheckPolicy, PROBE_SLOT_WAIT};
 use crate::health::{ProbeConfig, Prober, RuntimeApi, parse_deny_item};
 use crate::server::conn::Limits;
 use crate::store::Store;
-use crate::store::dynamodb::{DynamoStore, default_tag_table};
+use crate::store::dynamodb::{DynamoStore, default_history_table, default_tag_table};
 use crate::store::embedded::EmbeddedStore;
 
 #[derive(Debug, Parser)]
@@ -97,6 +97,9 @@ pub struct StoreArgs {
     /// DynamoDB table of the tag index [default: the table's name with `-tags` appended].
     #[arg(long, env = "TAG_TABLE_NAME")]
     pub tag_table: Option<String>,
+    /// DynamoDB table of the health history [default: the table's name with `-history` appended].
+    #[arg(long, env = "HISTORY_TABLE_NAME")]
+    pub history_table: Option<String>,
     /// Create the DynamoDB table when it is missing (for local use, e.g. against dynalite).
     #[arg(long, env = "REGISTRY_DB_CREATE_TABLE")]
     pub create_table: bool,
@@ -339,7 +342,19 @@ impl StoreArgs {
                     .tag_table
                     .clone()
                     .unwrap_or_else(|| default_tag_table(&self.table));
-                Arc::new(DynamoStore::connect(&self.table, &tag_table, self.create_table).await?)
+                let history_table = self
+                    .history_table
+                    .clone()
+                    .unwrap_or_else(|| default_history_table(&self.table));
+                Arc::new(
+                    DynamoStore::connect(
+                        &self.table,
+                        &tag_table,
+                        &history_table,
+                        self.create_table,
+                    )
+                    .await?,
+                )
             }
         })
     }

@@ -33,6 +33,7 @@ pub const CACHE_ENTRIES: &str = "registry_db_entry_cache_entries";
 pub const CACHE_BYTES: &str = "registry_db_entry_cache_bytes";
 pub const SWEEP_DURATION: &str = "registry_db_sweep_duration_seconds";
 pub const SWEEPS: &str = "registry_db_sweeps_total";
+pub const HEALTH_WRITE_UNITS: &str = "registry_db_dynamodb_health_write_units_total";
 pub const RATE_LIMITED: &str = "registry_db_rate_limited_total";
 
 /// Histogram buckets, in seconds: from a cached GET (tens of microseconds) to a probe timeout and
@@ -106,6 +107,11 @@ fn describe() {
         "Time of one health sweep of every entry."
     );
     describe_counter!(SWEEPS, Unit::Count, "Health sweeps run.");
+    describe_counter!(
+        HEALTH_WRITE_UNITS,
+        Unit::Count,
+        "DynamoDB write units the health writes consumed (history and health records), as DynamoDB reports them."
+    );
     describe_counter!(
         RATE_LIMITED,
         Unit::Count,
@@ -189,6 +195,11 @@ impl Drop for SlotInUse {
 pub fn sweep(elapsed: Duration) {
     counter!(SWEEPS).increment(1);
     histogram!(SWEEP_DURATION).record(elapsed.as_secs_f64());
+}
+
+/// Write units DynamoDB reported for one health write (whole units: writes bill by the KB).
+pub fn dynamodb_write_units(units: f64) {
+    counter!(HEALTH_WRITE_UNITS).increment(units.ceil().max(0.0) as u64);
 }
 
 /// A request refused by a rate limit; `limit` names which one (e.g. `create`, `verification`).

@@ -27,6 +27,7 @@ use crate::access::WritePolicy;
 use crate::access::rate_limit::Limited;
 use crate::domain::catalog::Facets;
 use crate::domain::catalog::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use crate::domain::history::{DEFAULT_ANSWER_DAYS, KEPT_DAYS};
 use crate::domain::owner::{Caller, OwnerToken, principal_record};
 use crate::error::AppError;
 use crate::health::is_probe_user_agent;
@@ -90,6 +91,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(query_entries))
         .routes(routes!(query_facets))
         .routes(routes!(check_health))
+        .routes(routes!(health_history))
         .routes(routes!(liveness))
         .routes(routes!(readiness))
 }
@@ -400,6 +402,71 @@ async fn check_health(
             .insert(header::AGE, HeaderValue::from(age.as_secs()));
     }
     Ok(response)
+}
+
+/// The entry's health over time: uptime over the last 7, 30 and 90 days (the share of probes that
+/// found a registry, healthy or auth_required; null without probes) and, per UTC day of the last
+/// `days`, the probes of each verdict and their latency (p50/p95, the upper bound of the histogram
+/// bucket holding that rank). Days without probes are listed with `probes: 0`.
+#[utoipa::path(
+    get, path = "/container_registry/{id}/health/history", tag = "health",
+    params(("id" = String, Path, description = "container_registry_id"), HistoryParams),
+    responses(
+        (status = 200, description = "The history, days in date order", body = HistoryResponse),
+        (status = 400, description = "days is not a whole number from 1 to 90 (code invalid_days)", body = ErrorResponse),
+        (status = 404, description = "No such entry", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+)]
+async fn health_history(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<HistoryResponse>, AppError> {
+    let params = HistoryParams::parse(query.as_deref())?;
+    let history = state
+        .catalog
+        .history(&id, params.days.unwrap_or(DEFAULT_ANSWER_DAYS))
+        .await?;
+    Ok(Json(HistoryResponse {
+        success: true,
+        data: history,
+    }))
+}
+
+/// `?days=N` of the history endpoint.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Days to list, 1 to 90 (default 30), today (UTC) the last.
+    #[param(minimum = 1, maximum = 90)]
+    pub days: Option<u32>,
+}
+
+impl HistoryParams {
+    fn parse(query: Option<&str>) -> Result<HistoryParams, AppError> {
+        let mut params = HistoryParams::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if key == "days" {
+                match value.parse::<u32>() {
+                    Ok(n) if (1..=KEPT_DAYS).contains(&n) => params.days = Some(n),
+                    _ => {
+                        let mut shown: String = value.chars().take(40).collect();
+                        if shown.len() < value.len() {
+                            shown.push('…');
+                        }
+                        return Err(AppError::BadRequest {
+                            code: "invalid_days",
+                            message: format!(
+                                "days must be a whole number from 1 to {KEPT_DAYS}, not {shown:?}"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(params)
+    }
 }
 
 /// Liveness of the service itself (does not touch the store).

@@ -113,6 +113,12 @@ pub struct EntriesResponse {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct HistoryResponse {
+    pub success: bool,
+    pub data: crate::domain::history::History,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct FacetsResponse {
     pub success: bool,
     pub data: Facets,

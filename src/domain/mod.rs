@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod entry;
+pub mod history;
 pub mod owner;
 pub mod plan;
 pub mod store;

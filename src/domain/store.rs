@@ -9,8 +9,9 @@ use bytestring::ByteString;
 use serde_json::Value;
 
 use super::entry::ContainerRegistry;
+use super::history::{Day, DayCounts, ProbeSample};
 use super::plan::Plan;
-use crate::health::ProbeResult;
+use crate::health::{HealthStatus, ProbeResult};
 use crate::query::{Fields, Filter};
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,36 @@ pub struct Exported {
     pub owner: Option<String>,
 }
 
+/// An entry a sweep probes: its id and public URL, and what its stored health record says (so a
+/// probe that changes nothing need not rewrite the entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeTarget {
+    pub id: String,
+    pub url: String,
+    pub last: Option<LastHealth>,
+}
+
+/// The parts of an entry's stored health record that decide whether a new probe rewrites it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastHealth {
+    pub status: HealthStatus,
+    /// The `/v2/` URL it probed.
+    pub url: String,
+    pub checked_at: String,
+    pub uptime_30d: Option<f64>,
+}
+
+impl LastHealth {
+    pub fn of(result: &ProbeResult) -> Self {
+        LastHealth {
+            status: result.status,
+            url: result.url.clone(),
+            checked_at: result.checked_at.clone(),
+            uptime_30d: result.uptime_30d,
+        }
+    }
+}
+
 /// A place entries live, with a tag index kept consistent with them.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -164,12 +195,32 @@ pub trait Store: Send + Sync + 'static {
         &self,
         after: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError>;
+    ) -> Result<(Vec<ProbeTarget>, Option<String>), StoreError>;
 
     /// Records a health result on an entry, touching no other field (not even the version: a
     /// probe is not an edit, and must not make an owner's read-modify-write fail).
     /// `false` when the entry no longer exists.
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError>;
+
+    /// Counts one probe into the entry's history of `day` (`domain::history`): one more of its
+    /// verdict and of its latency bucket, atomically, so concurrent probes (from several servers
+    /// too) never lose a count. Days before `day.oldest_kept()` may be dropped meanwhile. `false`
+    /// when the store knows the entry no longer exists (nothing counted).
+    async fn record_probe(
+        &self,
+        id: &str,
+        day: Day,
+        sample: ProbeSample,
+    ) -> Result<bool, StoreError>;
+
+    /// The entry's stored days from `from` to `to` (both included), in date order; days without
+    /// probes are absent. Deleting an entry deletes its history.
+    async fn health_days(
+        &self,
+        id: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<(Day, DayCounts)>, StoreError>;
 
     /// Rebuilds the tag index from the entries (for a store that predates it, or to remove stale
     /// keys). Safe to run while the service serves.

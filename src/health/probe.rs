@@ -500,6 +500,7 @@ impl Prober {
             checked_at,
             error,
             refused_by: None,
+            uptime_30d: None,
         }
     }
 }
@@ -517,6 +518,7 @@ fn unreachable(url: String, checked_at: String, failure: Failure) -> ProbeResult
         checked_at,
         error: Some(failure.message),
         refused_by: failure.refused_by.map(str::to_owned),
+        uptime_30d: None,
     }
 }
 

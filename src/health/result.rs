@@ -78,6 +78,10 @@ pub struct ProbeResult {
     /// The address-policy rule that refused the probe: "link-local", "loopback", "unspecified",
     /// "multicast", "broadcast", "reserved", "cloud-metadata".
     pub refused_by: Option<String>,
+    /// The share of the last 30 days' probes that found a registry (healthy or auth_required),
+    /// this one included, as of `checked_at` (`domain::history`); absent before any history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_30d: Option<f64>,
 }
 
 impl ProbeResult {
@@ -135,6 +139,7 @@ mod tests {
             checked_at: huge("9"),
             error: Some(huge("\"")),
             refused_by: Some(huge("\"")),
+            uptime_30d: Some(0.123_456_789_012_345_67),
         }
         .bounded();
         let json = serde_json::to_vec(&result).unwrap();

@@ -30,8 +30,9 @@ use super::entry_cache::{
 use super::plan::{Plan, Posting, merge};
 use super::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::ContainerRegistry;
-use crate::domain::store::unreadable;
-use crate::health::ProbeResult;
+use crate::domain::history::{BUCKETS, Day, DayCounts, ProbeSample};
+use crate::domain::store::{LastHealth, ProbeTarget, unreadable};
+use crate::health::{HealthStatus, ProbeResult};
 
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("container_registries");
 /// `(tag, id) -> ()`: the entries that carry each tag, in id order.
@@ -39,6 +40,9 @@ const TAG_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("tag_i
 /// `id -> owner record` (`domain::owner`): beside the entries, never inside their JSON, so no
 /// read of an entry (GET, scan, the entry cache) can carry it.
 const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
+/// `(id, day) -> counts` (`domain::history`): each entry's probes per UTC day, as
+/// [`encode_counts`] writes them; deleted with the entry, pruned past 90 days on write.
+const HISTORY: TableDefinition<(&str, i32), &[u8]> = TableDefinition::new("health_history");
 /// Store-wide facts, e.g. which version of the tag index the file holds.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -74,6 +78,54 @@ fn decode(id: &str, bytes: &[u8]) -> Result<ContainerRegistry, StoreError> {
 
 fn encode(entry: &ContainerRegistry) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(entry).map_err(unavailable)
+}
+
+/// A day's counts as 15 little-endian u64: the four verdicts, then the latency buckets.
+fn encode_counts(c: &DayCounts) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 * (4 + BUCKETS));
+    for n in [c.healthy, c.auth_required, c.not_registry, c.unreachable]
+        .iter()
+        .chain(c.latency.iter())
+    {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+fn decode_counts(bytes: &[u8]) -> DayCounts {
+    let mut n = bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let mut c = DayCounts {
+        healthy: n.next().unwrap_or(0),
+        auth_required: n.next().unwrap_or(0),
+        not_registry: n.next().unwrap_or(0),
+        unreachable: n.next().unwrap_or(0),
+        ..Default::default()
+    };
+    for (slot, v) in c.latency.iter_mut().zip(n) {
+        *slot = v;
+    }
+    c
+}
+
+/// Removes the history of `id` on days before `before` (all of it with `None`).
+fn remove_history(txn: &WriteTransaction, id: &str, before: Option<Day>) -> Result<(), StoreError> {
+    let mut history = txn.open_table(HISTORY).map_err(unavailable)?;
+    let end = before.map_or(i32::MAX, |d| d.0);
+    let days: Vec<i32> = history
+        .range((id, i32::MIN)..(id, end))
+        .map_err(unavailable)?
+        .map(|row| row.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    for day in days {
+        history.remove((id, day)).map_err(unavailable)?;
+    }
+    if before.is_none() {
+        history.remove((id, i32::MAX)).map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 /// Only the tags of a stored entry, without decoding the rest.
@@ -318,6 +370,7 @@ impl EmbeddedStore {
         txn.open_table(ENTRIES)?;
         txn.open_table(TAG_INDEX)?;
         txn.open_table(OWNERS)?;
+        txn.open_table(HISTORY)?;
         let built = txn
             .open_table(META)?
             .get(META_TAG_INDEX)?
@@ -592,6 +645,8 @@ impl Store for EmbeddedStore {
                 }
             };
             let existed = removed.is_some();
+            // The history goes with the entry, in the same transaction.
+            remove_history(&txn, &id, None)?;
             let changed = match removed {
                 Some(tags) => write_index(&txn, &id, &tags, &[])?,
                 None => Vec::new(),
@@ -733,10 +788,20 @@ impl Store for EmbeddedStore {
         &self,
         after: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+    ) -> Result<(Vec<ProbeTarget>, Option<String>), StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Seen {
+            status: HealthStatus,
+            url: String,
+            checked_at: String,
+            #[serde(default)]
+            uptime_30d: Option<f64>,
+        }
         #[derive(serde::Deserialize)]
         struct Target {
             container_registry_public_url: String,
+            #[serde(default)]
+            container_registry_health: Option<Seen>,
         }
         self.read(|db| {
             let txn = db.begin_read().map_err(unavailable)?;
@@ -754,10 +819,19 @@ impl Store for EmbeddedStore {
                 let id = key.value().to_string();
                 let target: Target =
                     serde_json::from_slice(value.value()).map_err(|e| unreadable(&id, e))?;
-                targets.push((id, target.container_registry_public_url));
+                targets.push(ProbeTarget {
+                    id,
+                    url: target.container_registry_public_url,
+                    last: target.container_registry_health.map(|h| LastHealth {
+                        status: h.status,
+                        url: h.url,
+                        checked_at: h.checked_at,
+                        uptime_30d: h.uptime_30d,
+                    }),
+                });
             }
             let next = match range.next() {
-                Some(_) => targets.last().map(|(id, _)| id.clone()),
+                Some(_) => targets.last().map(|t| t.id.clone()),
                 None => None,
             };
             Ok((targets, next))
@@ -773,6 +847,62 @@ impl Store for EmbeddedStore {
             })
             .await?;
         Ok(done.is_some())
+    }
+
+    async fn record_probe(
+        &self,
+        id: &str,
+        day: Day,
+        sample: ProbeSample,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        // One write transaction (redb runs one at a time): no count is ever lost, and a count
+        // never lands beside an entry deleted meanwhile.
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+                if entries.get(id.as_str()).map_err(unavailable)?.is_none() {
+                    return Ok(false);
+                }
+            }
+            {
+                let mut history = txn.open_table(HISTORY).map_err(unavailable)?;
+                let mut counts = match history.get((id.as_str(), day.0)).map_err(unavailable)? {
+                    Some(v) => decode_counts(v.value()),
+                    None => DayCounts::default(),
+                };
+                counts.add(sample);
+                history
+                    .insert((id.as_str(), day.0), encode_counts(&counts).as_slice())
+                    .map_err(unavailable)?;
+            }
+            remove_history(&txn, &id, Some(day.oldest_kept()))?;
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn health_days(
+        &self,
+        id: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<(Day, DayCounts)>, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let history = txn.open_table(HISTORY).map_err(unavailable)?;
+            let mut days = Vec::new();
+            for row in history
+                .range((id, from.0)..=(id, to.0))
+                .map_err(unavailable)?
+            {
+                let (key, value) = row.map_err(unavailable)?;
+                days.push((Day(key.value().1), decode_counts(value.value())));
+            }
+            Ok(days)
+        })
     }
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {

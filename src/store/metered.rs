@@ -27,6 +27,8 @@ struct Calls {
     scan: Counter,
     probe_targets: Counter,
     set_health: Counter,
+    record_probe: Counter,
+    health_days: Counter,
     reindex: Counter,
     owner: Counter,
     set_owner: Counter,
@@ -44,6 +46,8 @@ impl Metered {
                 scan: metrics::store_calls("scan"),
                 probe_targets: metrics::store_calls("probe_targets"),
                 set_health: metrics::store_calls("set_health"),
+                record_probe: metrics::store_calls("record_probe"),
+                health_days: metrics::store_calls("health_days"),
                 reindex: metrics::store_calls("reindex"),
                 owner: metrics::store_calls("owner"),
                 set_owner: metrics::store_calls("set_owner"),
@@ -149,7 +153,7 @@ impl Store for Metered {
         &self,
         after: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+    ) -> Result<(Vec<crate::domain::store::ProbeTarget>, Option<String>), StoreError> {
         let result = self.inner.probe_targets(after, max).await;
         counted("probe_targets", &self.calls.probe_targets, result)
     }
@@ -157,6 +161,32 @@ impl Store for Metered {
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError> {
         let result = self.inner.set_health(id, health).await;
         counted("set_health", &self.calls.set_health, result)
+    }
+
+    async fn record_probe(
+        &self,
+        id: &str,
+        day: crate::domain::history::Day,
+        sample: crate::domain::history::ProbeSample,
+    ) -> Result<bool, StoreError> {
+        let result = self.inner.record_probe(id, day, sample).await;
+        counted("record_probe", &self.calls.record_probe, result)
+    }
+
+    async fn health_days(
+        &self,
+        id: &str,
+        from: crate::domain::history::Day,
+        to: crate::domain::history::Day,
+    ) -> Result<
+        Vec<(
+            crate::domain::history::Day,
+            crate::domain::history::DayCounts,
+        )>,
+        StoreError,
+    > {
+        let result = self.inner.health_days(id, from, to).await;
+        counted("health_days", &self.calls.health_days, result)
     }
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {

@@ -15,6 +15,7 @@ mod deploy {
 mod health {
     mod abuse;
     mod api;
+    mod history;
     mod probe;
 }
 mod import;

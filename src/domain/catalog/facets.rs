@@ -368,10 +368,32 @@ mod tests {
             &self,
             _: Option<&str>,
             _: usize,
-        ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+        ) -> Result<(Vec<crate::domain::store::ProbeTarget>, Option<String>), StoreError> {
             Err(not_used())
         }
         async fn set_health(&self, _: &str, _: &ProbeResult) -> Result<bool, StoreError> {
+            Err(not_used())
+        }
+        async fn record_probe(
+            &self,
+            _: &str,
+            _: crate::domain::history::Day,
+            _: crate::domain::history::ProbeSample,
+        ) -> Result<bool, StoreError> {
+            Err(not_used())
+        }
+        async fn health_days(
+            &self,
+            _: &str,
+            _: crate::domain::history::Day,
+            _: crate::domain::history::Day,
+        ) -> Result<
+            Vec<(
+                crate::domain::history::Day,
+                crate::domain::history::DayCounts,
+            )>,
+            StoreError,
+        > {
             Err(not_used())
         }
         async fn reindex(&self) -> Result<crate::domain::store::ReindexReport, StoreError> {

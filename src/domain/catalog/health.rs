@@ -10,7 +10,8 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use super::{Catalog, SCAN_CHUNK, check_path_id};
-use crate::domain::store::{Store, StoreError};
+use crate::domain::history::{Clock, History, KEPT_DAYS, ProbeSample, uptime_within};
+use crate::domain::store::{LastHealth, Store, StoreError};
 use crate::error::AppError;
 use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, probe_url, run_sweep};
 
@@ -19,6 +20,10 @@ use crate::health::{ProbeResult, Prober, SweepOptions, SweepReport, probe_url, r
 pub const DEFAULT_PROBE_COOLDOWN: Duration = Duration::from_secs(30);
 /// How long an on-demand check waits for a free probe slot before answering 429.
 pub const PROBE_SLOT_WAIT: Duration = Duration::from_secs(2);
+/// A sweep's probe that changes nothing (same verdict, same URL) leaves the entry's item as it is,
+/// unless its health record is older than this: so `checked_at` and `uptime_30d` on the entry are
+/// at most this old (plus one sweep interval), and the history has every probe.
+pub const HEALTH_REFRESH: Duration = Duration::from_secs(24 * 3600);
 
 /// How on-demand health checks are rationed, so that anonymous checks cannot turn the service into a
 /// flood of probes (sweeps are scheduled by the operator and always probe).
@@ -104,11 +109,12 @@ impl Catalog {
     /// Runs one check as its own task, so it finishes (and records its result) even when every
     /// caller waiting on it has gone away.
     fn start_check(&self, id: &str) -> Flight {
-        let (store, prober, checks, flights) = (
+        let (store, prober, checks, flights, clock) = (
             Arc::clone(&self.store),
             self.prober.clone(),
             self.checks,
             Arc::clone(&self.flights),
+            Arc::clone(&self.clock),
         );
         let id = id.to_owned();
         let task = tokio::spawn(async move {
@@ -118,7 +124,7 @@ impl Catalog {
                 flights,
                 id: id.clone(),
             };
-            check_once(store.as_ref(), &prober, checks, &id).await
+            check_once(store.as_ref(), clock.as_ref(), &prober, checks, &id).await
         });
         async move {
             task.await
@@ -154,13 +160,25 @@ impl Catalog {
             }
         }
         count.total.store(targets.len() as u64, Ordering::Relaxed);
-        let store = self.store.clone();
+        let mut lasts = HashMap::with_capacity(targets.len());
+        let targets: Vec<(String, String)> = targets
+            .into_iter()
+            .map(|t| {
+                if let Some(last) = t.last {
+                    lasts.insert(t.id.clone(), last);
+                }
+                (t.id, t.url)
+            })
+            .collect();
+        let lasts = &lasts;
+        let (store, clock) = (self.store.clone(), self.clock.clone());
         let report = run_sweep(&self.prober, targets, opts, |id, result| {
-            let store = store.clone();
+            let (store, clock) = (store.clone(), clock.clone());
             count.done.fetch_add(1, Ordering::Relaxed);
             async move {
-                match store.set_health(&id, &result).await {
-                    Ok(_) => Ok(()),
+                let last = lasts.get(&id);
+                match record(store.as_ref(), clock.as_ref(), &id, result, last).await {
+                    Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -170,6 +188,71 @@ impl Catalog {
         Ok(report)
     }
 }
+
+impl Catalog {
+    /// The entry's health over the last `days` days (1 to 90): uptime over 7, 30 and 90 days and
+    /// every day's counts, days without probes included.
+    pub async fn history(&self, id: &str, days: u32) -> Result<History, AppError> {
+        // 404 for an entry that does not exist (an empty history is still an answer).
+        self.get(id).await?;
+        let today = self.clock.today();
+        let stored = self
+            .store
+            .health_days(id, today.oldest_kept(), today)
+            .await?;
+        Ok(History::build(&stored, today, days))
+    }
+}
+
+/// Records one probe: counted into the entry's history, then written to the entry's health record
+/// unless `last` (the record as stored) says it would change nothing: same verdict, same URL, an
+/// uptime already there and a record younger than [`HEALTH_REFRESH`]. `last: None` always writes
+/// (on-demand checks pass `None`: the cooldown and the answer rely on the stored `checked_at`).
+/// Returns the result as recorded, `uptime_30d` filled; `NotFound` when the entry is gone.
+async fn record(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    id: &str,
+    mut result: ProbeResult,
+    last: Option<&LastHealth>,
+) -> Result<ProbeResult, StoreError> {
+    let today = clock.today();
+    let sample = ProbeSample {
+        status: result.status,
+        latency_ms: result.latency_ms,
+    };
+    if !store.record_probe(id, today, sample).await? {
+        return Err(StoreError::NotFound(id.to_owned()));
+    }
+    if let Some(last) = last
+        && unchanged(last, &result, clock)
+    {
+        result.uptime_30d = last.uptime_30d;
+        return Ok(result);
+    }
+    let days = store.health_days(id, today.minus(29), today).await?;
+    result.uptime_30d = uptime_within(&days, today, 30);
+    if !store.set_health(id, &result).await? {
+        return Err(StoreError::NotFound(id.to_owned()));
+    }
+    Ok(result)
+}
+
+/// Whether a new result leaves the stored record as it stands (see [`record`]).
+fn unchanged(last: &LastHealth, result: &ProbeResult, clock: &dyn Clock) -> bool {
+    // A checked_at in the future (clocks disagree) counts as just now.
+    let young = chrono::DateTime::parse_from_rfc3339(&last.checked_at)
+        .ok()
+        .map(|at| {
+            (clock.now() - at.with_timezone(&chrono::Utc))
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        })
+        .is_some_and(|age| age < HEALTH_REFRESH);
+    last.status == result.status && last.url == result.url && last.uptime_30d.is_some() && young
+}
+
+const _: () = assert!(KEPT_DAYS >= 30);
 
 /// How far a sweep is: entries to probe, and probes done.
 #[derive(Debug, Default)]
@@ -195,6 +278,7 @@ impl Drop for LeaveOnDrop {
 
 async fn check_once(
     store: &dyn Store,
+    clock: &dyn Clock,
     prober: &Prober,
     checks: CheckPolicy,
     id: &str,
@@ -226,8 +310,8 @@ async fn check_once(
             }
         })?;
     // The entry may have been deleted while it was probed; the answer still stands.
-    match store.set_health(id, &result).await {
-        Ok(_) => Ok(HealthCheck {
+    match record(store, clock, id, result.clone(), None).await {
+        Ok(result) => Ok(HealthCheck {
             result,
             cached_age: None,
         }),

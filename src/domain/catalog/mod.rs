@@ -26,6 +26,7 @@ use self::facets::FacetCache;
 use self::health::Flight;
 use self::watched::Watched;
 use super::entry::{ContainerRegistry, HEALTH, VERSION, validate_id};
+use super::history::{Clock, SystemClock};
 use super::owner::{Caller, refuse_owner_update};
 use super::plan::Plan;
 use super::store::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
@@ -38,7 +39,9 @@ pub use self::facets::{
     FACET_CACHE_ENTRIES, FACET_CACHE_MAX_AGE, FacetCount, FacetCounter, Facets, MAX_FACET_TAGS,
     NEVER_CHECKED, registry_type_str, storage_type_str,
 };
-pub use self::health::{CheckPolicy, DEFAULT_PROBE_COOLDOWN, HealthCheck, PROBE_SLOT_WAIT};
+pub use self::health::{
+    CheckPolicy, DEFAULT_PROBE_COOLDOWN, HEALTH_REFRESH, HealthCheck, PROBE_SLOT_WAIT,
+};
 pub use self::query::{DEFAULT_PAGE_LIMIT, MAX_PAGE_BYTES, MAX_PAGE_LIMIT, Page};
 
 /// Work bound per query request: at most this many stored entries examined. A selective filter
@@ -64,6 +67,8 @@ pub struct Catalog {
     /// The check of each entry in progress in this process: concurrent checks of one entry join it
     /// instead of probing again (single flight).
     flights: Arc<Mutex<HashMap<String, Flight>>>,
+    /// What day a probe counts in (the health history); a test's clock in tests.
+    clock: Arc<dyn Clock>,
 }
 
 impl From<StoreError> for AppError {
@@ -89,7 +94,14 @@ impl Catalog {
             prober,
             checks: CheckPolicy::default(),
             flights: Arc::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same registry reading the day of each probe from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The same registry, reusing facet counts for at most `max_age` on a store that other

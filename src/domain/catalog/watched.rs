@@ -108,12 +108,37 @@ impl Store for Watched {
         &self,
         after: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
+    ) -> Result<(Vec<crate::domain::store::ProbeTarget>, Option<String>), StoreError> {
         self.inner.probe_targets(after, max).await
     }
 
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError> {
         self.wrote(self.inner.set_health(id, health).await)
+    }
+
+    async fn record_probe(
+        &self,
+        id: &str,
+        day: crate::domain::history::Day,
+        sample: crate::domain::history::ProbeSample,
+    ) -> Result<bool, StoreError> {
+        // History is no part of an entry: the answers kept (facet counts) do not read it.
+        self.inner.record_probe(id, day, sample).await
+    }
+
+    async fn health_days(
+        &self,
+        id: &str,
+        from: crate::domain::history::Day,
+        to: crate::domain::history::Day,
+    ) -> Result<
+        Vec<(
+            crate::domain::history::Day,
+            crate::domain::history::DayCounts,
+        )>,
+        StoreError,
+    > {
+        self.inner.health_days(id, from, to).await
     }
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {

@@ -268,6 +268,7 @@ mod tests {
             checked_at: "2026-11-29T16:04:00.000Z".into(),
             error: Some(huge("e")),
             refused_by: Some("cloud-metadata".into()),
+            uptime_30d: Some(0.123_456_789_012_345_67),
         }
         .bounded();
         let value = serde_json::to_value(&record).unwrap();

@@ -31,7 +31,7 @@ mod http;
 pub use self::http::sdk_http_client;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,8 +43,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest,
-    KeySchemaElement, KeyType, KeysAndAttributes, Put, PutRequest, ScalarAttributeType,
-    TableStatus, TransactWriteItem, Update, WriteRequest,
+    KeySchemaElement, KeyType, KeysAndAttributes, Put, PutRequest, ReturnConsumedCapacity,
+    ScalarAttributeType, TableStatus, TransactWriteItem, Update, WriteRequest,
 };
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -58,7 +58,9 @@ use self::filter::TranslateOptions;
 use super::plan::{Plan, Posting, TagPlan, merge, storable_tag};
 use super::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::{ContainerRegistry, HEALTH, ID, OWNER, PUBLIC_URL, TAGS, VERSION};
-use crate::health::ProbeResult;
+use crate::domain::history::{Day, DayCounts, KEPT_DAYS, ProbeSample, bucket_of};
+use crate::domain::store::{LastHealth, ProbeTarget};
+use crate::health::{HealthStatus, ProbeResult};
 
 /// The partition key attribute of the entries table, also the entry's id field.
 pub const KEY: &str = ID;
@@ -67,6 +69,20 @@ pub const TAG: &str = "tag";
 /// The tag index table's name when none is configured: the entries table's, suffixed.
 pub fn default_tag_table(table: &str) -> String {
     format!("{table}-tags")
+}
+
+/// The health history table's name when none is configured: the entries table's, suffixed.
+pub fn default_history_table(table: &str) -> String {
+    format!("{table}-history")
+}
+
+/// The sort key of the history table (its partition key is [`KEY`]): the UTC day, `YYYY-MM-DD`.
+pub const DAY: &str = "day";
+/// The history item attribute DynamoDB's TTL reads: the day's end of keeping, in epoch seconds.
+pub const EXPIRES_AT: &str = "expires_at";
+/// A history item's latency bucket `i` is the attribute `l{i}`.
+fn bucket_attr(i: usize) -> String {
+    format!("l{i}")
 }
 
 /// The index item that says the index is complete: its partition is longer than any tag may be, so
@@ -182,6 +198,10 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     tag_table: String,
+    history_table: String,
+    /// Write units DynamoDB reported for the health writes (record_probe, set_health), in
+    /// thousandths: what a sweep costs.
+    health_write_milliunits: AtomicU64,
     pushdown: TranslateOptions,
     index_ready: AtomicBool,
     index_checked: Mutex<Option<Instant>>,
@@ -265,6 +285,44 @@ fn stored(item: HashMap<String, AttributeValue>) -> Result<StoredEntry, StoreErr
     })
 }
 
+fn number_attr(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A history item's counts.
+fn day_counts(item: &HashMap<String, AttributeValue>) -> DayCounts {
+    let mut c = DayCounts {
+        healthy: number_attr(item, HealthStatus::Healthy.as_str()),
+        auth_required: number_attr(item, HealthStatus::AuthRequired.as_str()),
+        not_registry: number_attr(item, HealthStatus::NotRegistry.as_str()),
+        unreachable: number_attr(item, HealthStatus::Unreachable.as_str()),
+        ..Default::default()
+    };
+    for (i, slot) in c.latency.iter_mut().enumerate() {
+        *slot = number_attr(item, &bucket_attr(i));
+    }
+    c
+}
+
+/// What a sweep reads of a stored health record (a projection of it).
+fn last_health(health: &AttributeValue) -> Option<LastHealth> {
+    let map = health.as_m().ok()?;
+    let status =
+        serde_json::from_value(serde_json::Value::String(string_attr(map, "status")?)).ok()?;
+    Some(LastHealth {
+        status,
+        url: string_attr(map, "url")?,
+        checked_at: string_attr(map, "checked_at")?,
+        uptime_30d: match map.get("uptime_30d") {
+            Some(AttributeValue::N(v)) => v.parse().ok(),
+            _ => None,
+        },
+    })
+}
+
 fn string_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Some(v.clone()),
@@ -294,7 +352,12 @@ fn item_tags(item: &HashMap<String, AttributeValue>) -> Vec<String> {
 impl DynamoStore {
     /// A client configured from the usual AWS settings (`AWS_ENDPOINT_URL_DYNAMODB`, region,
     /// credentials). With `create_table`, missing tables are created with the template's key schemas.
-    pub async fn connect(table: &str, tag_table: &str, create_table: bool) -> anyhow::Result<Self> {
+    pub async fn connect(
+        table: &str,
+        tag_table: &str,
+        history_table: &str,
+        create_table: bool,
+    ) -> anyhow::Result<Self> {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http::sdk_http_client())
             .retry_config(retry_config())
@@ -308,7 +371,8 @@ impl DynamoStore {
         } else {
             TranslateOptions::DYNAMODB
         };
-        let store = DynamoStore::from_client(Client::new(&config), table, tag_table, pushdown);
+        let store = DynamoStore::from_client(Client::new(&config), table, tag_table, pushdown)
+            .with_history_table(history_table);
         if create_table {
             store.ensure_table().await?;
         }
@@ -327,16 +391,53 @@ impl DynamoStore {
             client,
             table: table.to_string(),
             tag_table: tag_table.to_string(),
+            history_table: default_history_table(table),
+            health_write_milliunits: AtomicU64::new(0),
             pushdown,
             index_ready: AtomicBool::new(false),
             index_checked: Mutex::new(None),
         }
     }
 
-    /// Creates the entries table and the tag index table when they do not exist (on-demand
-    /// billing), and waits until they are active. A tag index table created next to an empty
-    /// entries table is complete from the start.
+    /// The same store with its health history in `table` (default `<entries table>-history`).
+    pub fn with_history_table(mut self, table: &str) -> Self {
+        self.history_table = table.to_string();
+        self
+    }
+
+    /// The history table's name.
+    pub fn history_table(&self) -> &str {
+        &self.history_table
+    }
+
+    /// Write units DynamoDB reported (`ReturnConsumedCapacity`) for the health writes so far:
+    /// the history's UpdateItems and the entries' health UpdateItems.
+    pub fn health_write_units(&self) -> f64 {
+        self.health_write_milliunits.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    fn count_write_units(&self, consumed: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>) {
+        if let Some(units) = consumed.and_then(|c| c.capacity_units()) {
+            let milli = (units * 1000.0).round().max(0.0) as u64;
+            self.health_write_milliunits
+                .fetch_add(milli, Ordering::Relaxed);
+            crate::metrics::dynamodb_write_units(units);
+        }
+    }
+
+    /// Creates the entries table, the tag index table and the health history table (with TTL on
+    /// `expires_at`) when they do not exist (on-demand billing), and waits until they are active.
+    /// A tag index table created next to an empty entries table is complete from the start.
     pub async fn ensure_table(&self) -> anyhow::Result<()> {
+        if self
+            .ensure_one(
+                &self.history_table,
+                &[(KEY, KeyType::Hash), (DAY, KeyType::Range)],
+            )
+            .await?
+        {
+            self.enable_ttl().await?;
+        }
         let entries_created = self
             .ensure_one(&self.table, &[(KEY, KeyType::Hash)])
             .await?;
@@ -409,6 +510,75 @@ impl DynamoStore {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         anyhow::bail!("DynamoDB table {name} did not become active within a minute")
+    }
+
+    /// Turns on TTL of the history table. An emulator that lacks the operation (dynalite) is
+    /// told in a warning: days past 90 are never read, TTL only frees their storage.
+    async fn enable_ttl(&self) -> anyhow::Result<()> {
+        let spec = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+            .attribute_name(EXPIRES_AT)
+            .enabled(true)
+            .build()?;
+        match self
+            .client
+            .update_time_to_live()
+            .table_name(&self.history_table)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some("UnknownOperationException") => {
+                tracing::warn!(
+                    table = %self.history_table,
+                    "this DynamoDB endpoint has no UpdateTimeToLive: history days past 90 stay stored (never read)"
+                );
+                Ok(())
+            }
+            Err(err) => anyhow::bail!(
+                "cannot turn on TTL of DynamoDB table {}: {}",
+                self.history_table,
+                DisplayErrorContext(&err)
+            ),
+        }
+    }
+
+    /// Deletes every history item of `id` (Query of its partition, then batches of deletes).
+    async fn delete_history(&self, id: &str) -> Result<(), StoreError> {
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.history_table)
+                .key_condition_expression("#id = :id")
+                .expression_attribute_names("#id", KEY)
+                .expression_attribute_names("#d", DAY)
+                .expression_attribute_values(":id", s(id))
+                .projection_expression("#id, #d")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let requests = out
+                .items()
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(build_error)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if !requests.is_empty() {
+                self.batch_write(&self.history_table, requests).await?;
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(()),
+            }
+        }
     }
 
     async fn mark_index_complete(&self) -> Result<(), StoreError> {
@@ -1013,6 +1183,9 @@ impl Store for DynamoStore {
             let Some(item) = out.item else {
                 // Gone after a try of ours that may have applied (its answer lost): that try
                 // deleted it, or a concurrent delete did; either way the entry is deleted.
+                if write.maybe_applied {
+                    self.delete_history(id).await?;
+                }
                 return Ok(write.maybe_applied);
             };
             // Owned by someone else now (rotated since the caller was checked): not this
@@ -1056,6 +1229,9 @@ impl Store for DynamoStore {
                     if !spill.is_empty() {
                         self.delete_index_items(spill).await?;
                     }
+                    // After the entry (no transaction spans the two tables): should this fail,
+                    // the days left expire by TTL within 90 days.
+                    self.delete_history(id).await?;
                     return Ok(true);
                 }
                 // Changed or deleted since it was read (ConditionFailed): read it again.
@@ -1083,15 +1259,21 @@ impl Store for DynamoStore {
         &self,
         after: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<(String, String)>, Option<String>), StoreError> {
-        // Only the id and the URL travel, and an eventually consistent read costs half.
+    ) -> Result<(Vec<ProbeTarget>, Option<String>), StoreError> {
+        // Only the id, the URL and what decides whether a probe rewrites the entry travel, and
+        // an eventually consistent read costs half.
         let out = self
             .client
             .scan()
             .table_name(&self.table)
-            .projection_expression("#id, #url")
+            .projection_expression("#id, #url, #h.#st, #h.#hu, #h.#at, #h.#up")
             .expression_attribute_names("#id", KEY)
             .expression_attribute_names("#url", PUBLIC_URL)
+            .expression_attribute_names("#h", HEALTH)
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#hu", "url")
+            .expression_attribute_names("#at", "checked_at")
+            .expression_attribute_names("#up", "uptime_30d")
             .consistent_read(false)
             .limit(i32::try_from(max.clamp(1, 10_000)).unwrap_or(10_000))
             .set_exclusive_start_key(after.map(key_of))
@@ -1103,7 +1285,13 @@ impl Store for DynamoStore {
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(|item| Some((string_attr(item, KEY)?, string_attr(item, PUBLIC_URL)?)))
+            .filter_map(|item| {
+                Some(ProbeTarget {
+                    id: string_attr(item, KEY)?,
+                    url: string_attr(item, PUBLIC_URL)?,
+                    last: item.get(HEALTH).and_then(last_health),
+                })
+            })
             .collect();
         Ok((targets, next))
     }
@@ -1114,7 +1302,8 @@ impl Store for DynamoStore {
         })?;
         // One UpdateItem touches only the health field, so it never races an owner's update. A
         // retry of it after a lost answer is the same write again and its condition still holds:
-        // unlike the entry's writes, it needs no token and no read back.
+        // unlike the entry's writes, it needs no token and no read back. DynamoDB bills it by the
+        // whole item's size all the same: the catalog calls it only when the record changes.
         let result = self
             .client
             .update_item()
@@ -1125,9 +1314,89 @@ impl Store for DynamoStore {
             .expression_attribute_names("#h", HEALTH)
             .expression_attribute_names("#id", KEY)
             .expression_attribute_values(":h", health)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
+        if let Ok(out) = &result {
+            self.count_write_units(out.consumed_capacity());
+        }
         condition_held(result)
+    }
+
+    async fn record_probe(
+        &self,
+        id: &str,
+        day: Day,
+        sample: ProbeSample,
+    ) -> Result<bool, StoreError> {
+        // One UpdateItem of a small item (about 200 bytes: one write unit), with ADD: DynamoDB
+        // applies each atomically, so probes from several instances at once all count. A retry
+        // after a lost answer may count a probe twice; never loses one.
+        let mut expr = "ADD #v :one".to_string();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.history_table)
+            .set_key(Some(HashMap::from([
+                (KEY.to_string(), s(id)),
+                (DAY.to_string(), s(&day.iso())),
+            ])))
+            .expression_attribute_names("#v", sample.status.as_str())
+            .expression_attribute_names("#ttl", EXPIRES_AT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(
+                ":ttl",
+                AttributeValue::N(day.epoch_secs_after(KEPT_DAYS).to_string()),
+            );
+        if let Some(ms) = sample.latency_ms {
+            expr.push_str(", #b :one");
+            request = request.expression_attribute_names("#b", bucket_attr(bucket_of(ms)));
+        }
+        expr.push_str(" SET #ttl = :ttl");
+        let out = request
+            .update_expression(expr)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        self.count_write_units(out.consumed_capacity());
+        Ok(true)
+    }
+
+    async fn health_days(
+        &self,
+        id: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<(Day, DayCounts)>, StoreError> {
+        let mut days = Vec::new();
+        let mut start = None;
+        // At most 90 items of about 200 bytes: one page, but follow LastEvaluatedKey anyway.
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.history_table)
+                .key_condition_expression("#id = :id AND #d BETWEEN :from AND :to")
+                .expression_attribute_names("#id", KEY)
+                .expression_attribute_names("#d", DAY)
+                .expression_attribute_values(":id", s(id))
+                .expression_attribute_values(":from", s(&from.iso()))
+                .expression_attribute_values(":to", s(&to.iso()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items() {
+                if let Some(day) = string_attr(item, DAY).as_deref().and_then(Day::parse_iso) {
+                    days.push((day, day_counts(item)));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(days),
+            }
+        }
     }
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {

@@ -21,7 +21,7 @@ fn event(name: &str) -> String {
 
 /// Expected status of each HTTP event, run in this order on one store. The seed's registry
 /// (10.13.21.22) cannot be reached from the test namespace, so its health check is a 502.
-const HTTP_EVENTS: [(&str, u16); 11] = [
+const HTTP_EVENTS: [(&str, u16); 12] = [
     ("01-create-entry.json", 201),
     ("02-get-entry.json", 200),
     ("03-update-entry.json", 200),
@@ -29,6 +29,7 @@ const HTTP_EVENTS: [(&str, u16); 11] = [
     ("facets.json", 200),
     ("discovery-page.json", 200),
     ("05-check-health.json", 502),
+    ("health-history.json", 200),
     ("06-delete-entry.json", 200),
     ("healthz.json", 200),
     ("readyz.json", 200),
@@ -108,6 +109,13 @@ async fn http_events_through_from_str_and_the_router() {
         let body: Value = serde_json::from_slice(&bytes).unwrap();
         if name == "facets.json" {
             assert_eq!(body["data"]["matched"], 1, "{body}");
+        }
+        if name == "health-history.json" {
+            // The check before it counted: one unreachable probe today, the last of 7 days.
+            let days = body["data"]["days"].as_array().unwrap();
+            assert_eq!(days.len(), 7, "{body}");
+            assert_eq!(days[6]["unreachable"], 1, "{body}");
+            assert_eq!(body["data"]["uptime"]["7d"], 0.0, "{body}");
         }
         if name != "openapi.json" {
             assert_eq!(body["success"], status < 300, "{name}: {body}");
