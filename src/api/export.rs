@@ -14,8 +14,8 @@ use axum::routing::get;
 
 use super::AppState;
 use super::auth::WriteAccess;
-use crate::domain::entry::{ContainerRegistry, export_line};
-use crate::domain::store::StoreError;
+use crate::domain::entry::export_line;
+use crate::domain::store::{Exported, StoreError};
 
 /// Entries read ahead of the connection (as `ops::export::IN_FLIGHT`).
 const IN_FLIGHT: usize = 64;
@@ -27,7 +27,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 type Reading = tokio::task::JoinHandle<Result<u64, StoreError>>;
 
 async fn export(_: WriteAccess, State(state): State<Arc<AppState>>) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<ContainerRegistry>(IN_FLIGHT);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Exported>(IN_FLIGHT);
     let store = state.catalog.store().clone();
     let reading: Reading = tokio::spawn(async move { store.export(tx).await });
     let stream = futures::stream::unfold(Some((rx, reading)), |state| async move {

@@ -74,6 +74,23 @@ pub fn principal_record(arn: &str) -> String {
     format!("{PRINCIPAL_RECORD}{arn}")
 }
 
+/// Longest IAM principal ARN a record may hold (AWS caps role ARNs well below this).
+const MAX_PRINCIPAL_CHARS: usize = 2048;
+
+/// True for text shaped like an owner record as the service writes them: `sha256:` and 64
+/// lowercase hex digits, or `iam:` and an ARN of printable ASCII. What `import --exact` accepts.
+pub fn is_owner_record(record: &str) -> bool {
+    if let Some(hex) = record.strip_prefix(TOKEN_RECORD) {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    } else if let Some(arn) = record.strip_prefix(PRINCIPAL_RECORD) {
+        arn.starts_with("arn:")
+            && arn.len() <= MAX_PRINCIPAL_CHARS
+            && arn.bytes().all(|b| b.is_ascii_graphic())
+    } else {
+        false
+    }
+}
+
 /// True for text shaped like an owner token: the prefix, then exactly the base64url characters
 /// of 32 bytes.
 pub fn is_owner_token(token: &str) -> bool {

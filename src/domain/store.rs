@@ -127,15 +127,12 @@ pub struct LastHealth {
     pub uptime_30d: Option<f64>,
 }
 
-impl LastHealth {
-    pub fn of(result: &ProbeResult) -> Self {
-        LastHealth {
-            status: result.status,
-            url: result.url.clone(),
-            checked_at: result.checked_at.clone(),
-            uptime_30d: result.uptime_30d,
-        }
-    }
+/// One entry as a backup holds it: the entry and its owner record (`sha256:<hex>` of a token or
+/// `iam:<ARN>`, see `domain::owner`), read from the same view of the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    pub entry: ContainerRegistry,
+    pub owner: Option<String>,
 }
 
 /// A place entries live, with a tag index kept consistent with them.
@@ -279,7 +276,7 @@ pub trait Store: Send + Sync + 'static {
     /// (see `docs/DEPLOY.md`, "Backing up"). Returns how many entries it sent.
     async fn export(
         &self,
-        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+        out: tokio::sync::mpsc::Sender<Exported>,
     ) -> Result<u64, StoreError>;
 
     /// A short description for logs ("embedded store at ./data", "DynamoDB table T").

@@ -18,7 +18,7 @@ use super::export::open_store;
 use super::progress::{Mode, Progress};
 use crate::config::ImportArgs;
 use crate::domain::entry::ContainerRegistry;
-use crate::store::{Store, StoreError};
+use crate::store::{Exported, Store, StoreError};
 
 /// Entries written per store call.
 pub const BATCH: usize = 256;
@@ -168,7 +168,7 @@ pub async fn restore(
 ) -> Report {
     let mut report = Report::default();
     let mut seen: HashSet<String> = HashSet::new();
-    let mut batch: Vec<(usize, ContainerRegistry)> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<(usize, Exported)> = Vec::with_capacity(BATCH);
     let mut line = Vec::new();
     let mut number = 0usize;
     loop {
@@ -188,18 +188,18 @@ pub async fn restore(
             Ok(()) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Ok(()) => serde_json::from_slice::<Value>(&line)
                 .map_err(|e| format!("is not JSON: {e}"))
-                .and_then(|doc| ContainerRegistry::from_export(doc).map_err(|e| e.to_string())),
+                .and_then(|doc| Exported::from_export(doc).map_err(|e| e.to_string())),
         };
         match parsed {
             Err(why) => {
                 report.refused += 1;
                 finding(format!("line {number}: refused: {why}"));
             }
-            Ok(entry) if !seen.insert(entry.container_registry_id.clone()) => {
+            Ok(exported) if !seen.insert(exported.entry.container_registry_id.clone()) => {
                 report.refused += 1;
                 finding(format!(
                     "line {number}: refused: the id {} is already on an earlier line",
-                    entry.container_registry_id
+                    exported.entry.container_registry_id
                 ));
             }
             Ok(entry) => batch.push((number, entry)),
@@ -236,7 +236,7 @@ pub async fn restore(
 
 async fn flush(
     store: &dyn Store,
-    batch: &mut Vec<(usize, ContainerRegistry)>,
+    batch: &mut Vec<(usize, Exported)>,
     overwrite: bool,
     report: &mut Report,
     finding: &mut impl FnMut(String),
@@ -245,19 +245,34 @@ async fn flush(
     if batch.is_empty() {
         return Ok(());
     }
-    let entries: Vec<ContainerRegistry> = batch.iter().map(|(_, e)| e.clone()).collect();
+    let entries: Vec<ContainerRegistry> = batch.iter().map(|(_, e)| e.entry.clone()).collect();
     let results = store.insert_many(&entries).await;
-    for ((number, entry), result) in batch.drain(..).zip(results) {
+    for ((number, Exported { entry, owner }), result) in batch.drain(..).zip(results) {
         match result {
-            Ok(()) => report.restored += 1,
+            // The owner goes in after its entry, in a second write: an import cut between the
+            // two leaves the entry ownerless (the operator's), and its re-run gives it its owner
+            // below, the entry being identical.
+            Ok(()) => {
+                if let Some(owner) = &owner {
+                    store.set_owner(&entry.container_registry_id, None, owner).await?;
+                }
+                report.restored += 1
+            }
             Err(StoreError::AlreadyExists(id)) => {
                 let stored = store.get(&id).await?.map(|s| s.entry()).transpose()?;
-                if stored.as_ref() == Some(&entry) {
+                let stored_owner = store.owner(&id).await?.flatten();
+                if stored.as_ref() == Some(&entry) && stored_owner == owner {
                     report.identical += 1;
+                } else if stored.as_ref() == Some(&entry) && stored_owner.is_none() {
+                    // A re-run after a cut between the entry and its owner (above).
+                    if let Some(owner) = &owner {
+                        store.set_owner(&id, None, owner).await?;
+                    }
+                    report.restored += 1;
                 } else if overwrite {
                     // Not one transaction: between the two a reader may miss the entry.
                     store.delete(&id).await?;
-                    store.insert(&entry).await?;
+                    store.insert_owned(&entry, owner.as_deref()).await?;
                     report.replaced += 1;
                 } else {
                     report.kept += 1;

@@ -28,7 +28,7 @@ use super::entry_cache::{
     CacheStats, CachedPosting, DEFAULT_ENTRY_CACHE_MIB, EntryCache, MAX_CACHED_POSTING, ReadStamp,
 };
 use super::plan::{Plan, Posting, merge};
-use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
+use super::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::ContainerRegistry;
 use crate::domain::history::{BUCKETS, Day, DayCounts, ProbeSample};
 use crate::domain::store::{LastHealth, ProbeTarget, unreadable};
@@ -959,18 +959,24 @@ impl Store for EmbeddedStore {
 
     async fn export(
         &self,
-        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+        out: tokio::sync::mpsc::Sender<Exported>,
     ) -> Result<u64, StoreError> {
         // One read transaction: a snapshot, however long the export takes, while writers go on
-        // (redb's MVCC). On the blocking pool, since it waits whenever `out` is full.
+        // (redb's MVCC). On the blocking pool, since it waits whenever `out` is full. Owners
+        // come from the same transaction, so an entry and its owner are of one moment.
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ENTRIES).map_err(unavailable)?;
+            let owners = txn.open_table(OWNERS).map_err(unavailable)?;
             let mut sent = 0;
             for row in table.iter().map_err(unavailable)? {
                 let (id, bytes) = row.map_err(unavailable)?;
                 let entry = decode(id.value(), bytes.value())?;
-                if out.blocking_send(entry).is_err() {
+                let owner = owners
+                    .get(id.value())
+                    .map_err(unavailable)?
+                    .map(|o| o.value().to_string());
+                if out.blocking_send(Exported { entry, owner }).is_err() {
                     // The reader stopped (it failed, and says why): nothing more to send.
                     break;
                 }

@@ -195,7 +195,7 @@ impl Store for Metered {
 
     async fn export(
         &self,
-        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+        out: tokio::sync::mpsc::Sender<crate::domain::store::Exported>,
     ) -> Result<u64, StoreError> {
         let result = self.inner.export(out).await;
         counted("export", &metrics::store_calls("export"), result)

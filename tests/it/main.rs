@@ -27,7 +27,7 @@ mod memory;
 mod owners;
 mod ops {
     mod export;
-    mod metrics;
+    pub(crate) mod metrics;
 }
 mod query {
     mod semantics;

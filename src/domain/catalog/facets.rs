@@ -332,7 +332,7 @@ mod tests {
         }
         async fn export(
             &self,
-            _: tokio::sync::mpsc::Sender<ContainerRegistry>,
+            _: tokio::sync::mpsc::Sender<crate::domain::store::Exported>,
         ) -> Result<u64, StoreError> {
             Err(not_used())
         }

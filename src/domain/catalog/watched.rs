@@ -151,7 +151,7 @@ impl Store for Watched {
 
     async fn export(
         &self,
-        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+        out: tokio::sync::mpsc::Sender<crate::domain::store::Exported>,
     ) -> Result<u64, StoreError> {
         self.inner.export(out).await
     }

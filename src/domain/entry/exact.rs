@@ -6,9 +6,11 @@
 use serde_json::{Map, Value};
 
 use super::{
-    CREATED_AT, ClientFields, ContainerRegistry, HEALTH, MANAGED_FIELDS, UPDATED_AT, VERSION,
-    type_error,
+    CREATED_AT, ClientFields, ContainerRegistry, HEALTH, MANAGED_FIELDS, OWNER, UPDATED_AT,
+    VERSION, type_error,
 };
+use crate::domain::owner::is_owner_record;
+use crate::domain::store::Exported;
 use crate::error::ValidationError;
 use crate::health::ProbeResult;
 
@@ -66,10 +68,41 @@ fn time(doc: &mut Map<String, Value>, field: &str) -> Result<String, ValidationE
     }
 }
 
+impl Exported {
+    /// Parses one line of an export: the entry with its managed fields, and its owner record
+    /// (`container_registry_owner`, a hash or an IAM principal, never a token), refused unless
+    /// shaped as the service writes them.
+    pub fn from_export(doc: Value) -> Result<Self, ValidationError> {
+        let mut doc = doc;
+        let owner = match doc.as_object_mut().and_then(|d| d.remove(OWNER)) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(record)) if is_owner_record(&record) => Some(record),
+            Some(Value::String(_)) => {
+                return Err(ValidationError::new(
+                    OWNER,
+                    "must be an owner record as `registry-db export` writes it (sha256: and 64 \
+                     lowercase hex digits, or iam: and an ARN)",
+                ));
+            }
+            Some(other) => return Err(type_error(OWNER, "an owner record", &other)),
+        };
+        Ok(Exported {
+            entry: ContainerRegistry::from_export(doc)?,
+            owner,
+        })
+    }
+}
+
 /// The line `export` writes for an entry: its JSON with every object's keys sorted, so that the
-/// same entry gives the same bytes from either store (DynamoDB keeps no order of a map's keys).
-pub fn export_line(entry: &ContainerRegistry, out: &mut Vec<u8>) {
-    let value = sorted(serde_json::to_value(entry).expect("an entry serializes"));
+/// same entry gives the same bytes from either store (DynamoDB keeps no order of a map's keys),
+/// and its owner record when it has one (a hash, never a token: what a restore needs to keep the
+/// entry's owner, and nothing that lets a reader of the backup write as them).
+pub fn export_line(exported: &Exported, out: &mut Vec<u8>) {
+    let mut value = serde_json::to_value(&exported.entry).expect("an entry serializes");
+    if let (Some(owner), Value::Object(map)) = (&exported.owner, &mut value) {
+        map.insert(OWNER.to_string(), Value::String(owner.clone()));
+    }
+    let value = sorted(value);
     serde_json::to_writer(&mut *out, &value).expect("writing to a Vec cannot fail");
     out.push(b'\n');
 }

@@ -56,7 +56,7 @@ use serde_dynamo::aws_sdk_dynamodb_1 as dynamo;
 
 use self::filter::TranslateOptions;
 use super::plan::{Plan, Posting, TagPlan, merge, storable_tag};
-use super::{ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
+use super::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
 use crate::domain::entry::{ContainerRegistry, HEALTH, ID, OWNER, PUBLIC_URL, TAGS, VERSION};
 use crate::domain::history::{Day, DayCounts, KEPT_DAYS, ProbeSample, bucket_of};
 use crate::domain::store::{LastHealth, ProbeTarget};
@@ -1509,7 +1509,7 @@ impl Store for DynamoStore {
 
     async fn export(
         &self,
-        out: tokio::sync::mpsc::Sender<ContainerRegistry>,
+        out: tokio::sync::mpsc::Sender<Exported>,
     ) -> Result<u64, StoreError> {
         let segments = (0..EXPORT_SEGMENTS).map(|segment| {
             let out = out.clone();
@@ -1529,7 +1529,13 @@ impl Store for DynamoStore {
                         .await
                         .map_err(sdk_error)?;
                     for item in page.items.unwrap_or_default() {
-                        if out.send(from_item(item)?).await.is_err() {
+                        // The owner is an attribute of the entry's own item: of the same read.
+                        let owner = string_attr(&item, OWNER);
+                        let exported = Exported {
+                            entry: from_item(item)?,
+                            owner,
+                        };
+                        if out.send(exported).await.is_err() {
                             return Ok(sent);
                         }
                         sent += 1;

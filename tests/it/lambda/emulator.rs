@@ -94,6 +94,11 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
     wait_for_port(port, "cargo lambda watch");
 
     let table = format!("emulator-{}", std::process::id());
+    // The function's standard output: its log lines and, after each invocation, its figures as
+    // CloudWatch Embedded Metric Format lines (what CloudWatch Logs reads from a function's log).
+    let stdout_dir = tempfile::tempdir().unwrap();
+    let stdout_path = stdout_dir.path().join("function.out");
+    let stdout = std::fs::File::create(&stdout_path).unwrap();
     let _function = Killed(
         Command::new(env!("CARGO_BIN_EXE_registry-db"))
             .env(
@@ -113,7 +118,7 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
             // Even told to reach loopback, the function never probes its runtime API.
             .env("REGISTRY_DB_PROBE_ALLOW_LOOPBACK", "true")
             .env_remove("REGISTRY_DB_STORE")
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(stdout))
             .spawn()
             .unwrap(),
     );
@@ -174,4 +179,25 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
     let body: Value = serde_json::from_str(checked["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["code"], "probe_refused", "{body}");
     assert_eq!(body["data"]["refused_by"], "lambda-runtime-api", "{body}");
+
+    // Each invocation's figures reached the log as valid EMF documents: the create's 201 and the
+    // refused probe among them (written before the answer is posted, so they are there by now).
+    let out = std::fs::read_to_string(&stdout_path).unwrap();
+    let docs: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|d| d.get("_aws").is_some())
+        .collect();
+    assert!(!docs.is_empty(), "no EMF line in the function's output: {out}");
+    for doc in &docs {
+        crate::ops::metrics::check_emf(doc);
+    }
+    let count = |route: &str, status: &str| -> u64 {
+        docs.iter()
+            .filter(|d| d["route"] == route && d["status"] == status)
+            .filter_map(|d| d[registry_db::metrics::HTTP_REQUESTS].as_u64())
+            .sum()
+    };
+    assert_eq!(count("/container_registry", "201"), 2, "{out}");
+    assert_eq!(count("/check_container_health/{id}", "502"), 1, "{out}");
 }

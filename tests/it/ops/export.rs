@@ -16,7 +16,9 @@ use registry_db::store::Store;
 use registry_db::store::embedded::EmbeddedStore;
 use serde_json::{Value, json};
 
-use crate::support::{self, send, start_server};
+use registry_db::domain::owner::token_record;
+
+use crate::support::{self, send, send_as, start_server};
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-db"));
@@ -79,11 +81,23 @@ async fn round_trip_embedded_dynamodb_embedded_is_byte_for_byte() {
     let a = work.path().join("a");
     let b = work.path().join("b");
     // Entries with every managed field: created, then updated (version 2, a later update time),
-    // then health-checked (a probe of this very server's /v2/: not_registry, recorded).
+    // then health-checked (a probe of this very server's /v2/: not_registry, recorded); under
+    // `owners`, so every entry has an owner whose token must still work after the round trip.
     let server = start_server(
-        &["--data", a.to_str().unwrap(), "--probe-allow-loopback"],
+        &[
+            "--data",
+            a.to_str().unwrap(),
+            "--probe-allow-loopback",
+            "--writes",
+            "owners",
+            "--creates-per-hour",
+            "0",
+            "--checks-per-minute",
+            "0",
+        ],
         &[],
     );
+    let mut tokens = Vec::new();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let base = &server.base;
     for i in 0..30 {
@@ -104,16 +118,19 @@ async fn round_trip_embedded_dynamodb_embedded_is_byte_for_byte() {
         )
         .await;
         assert_eq!(status, 201, "{body}");
+        let token = body["data"]["owner_token"].as_str().unwrap().to_string();
         if i % 2 == 0 {
-            let (status, body) = send(
+            let (status, body) = send_as(
                 &client,
                 "PUT",
                 format!("{base}/container_registry/reg-{i:02}"),
                 Some(json!({"$set": {"container_registry_name": format!("updated {i}")}})),
+                &token,
             )
             .await;
             assert_eq!(status, 200, "{body}");
         }
+        tokens.push(token);
         if i % 3 == 0 {
             let (status, _) = send(
                 &client,
@@ -147,6 +164,10 @@ async fn round_trip_embedded_dynamodb_embedded_is_byte_for_byte() {
         doc["container_registry_created_at"] != doc["container_registry_updated_at"],
         "{doc}"
     );
+    // The owner as a hash of the token, never the token itself.
+    assert_eq!(doc["container_registry_owner"], token_record(&tokens[0]), "{doc}");
+    let text = String::from_utf8_lossy(&first_bytes);
+    assert!(tokens.iter().all(|t| !text.contains(t.as_str())));
 
     let table = format!("export{}", std::process::id());
     ok(dynalite_env(&mut bin()).args([
@@ -211,7 +232,45 @@ async fn round_trip_embedded_dynamodb_embedded_is_byte_for_byte() {
     )
     .await;
     assert_eq!(body["data"]["container_registry_version"], 2);
+    // The owners came through: an entry's own token still changes it, another's does not.
     drop(server);
+    let restored = start_server(&["--data", b.to_str().unwrap(), "--writes", "owners"], &[]);
+    let (status, body) = send_as(
+        &client,
+        "PUT",
+        format!("{}/container_registry/reg-01", restored.base),
+        Some(json!({"$set": {"container_registry_name": "still mine"}})),
+        &tokens[2],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = send_as(
+        &client,
+        "PUT",
+        format!("{}/container_registry/reg-01", restored.base),
+        Some(json!({"$set": {"container_registry_name": "still mine"}})),
+        &tokens[1],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    drop(restored);
+    ok(bin().args([
+        "export",
+        last.to_str().unwrap(),
+        "--data",
+        b.to_str().unwrap(),
+    ]));
+    let edited = std::fs::read_to_string(&last).unwrap();
+    // Back to the file's state for what follows.
+    ok(bin().args([
+        "import",
+        "--exact",
+        first.to_str().unwrap(),
+        "--overwrite",
+        "--data",
+        b.to_str().unwrap(),
+    ]));
+    assert!(edited.contains("still mine"));
 
     // Again: everything is already there as the file says (exit 0). A changed entry is kept and
     // reported (exit 3) unless --overwrite.
@@ -292,6 +351,9 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
         // At the line limit: read, and refused for what it holds; one byte over: not read.
         format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES - 8)),
         format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES - 7)),
+        // An owner record one hex digit short, and a token where its hash belongs.
+        with("o-short", "container_registry_owner", json!(format!("sha256:{}", "a".repeat(63)))),
+        with("o-token", "container_registry_owner", json!(format!("rdbo_{}", "A".repeat(43)))),
     ];
     let file = work.path().join("bad.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();
@@ -328,6 +390,8 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
             11,
             "is 1048577 bytes long, over the 1048576 bytes an entry can take",
         ),
+        (12, "container_registry_owner: must be an owner record"),
+        (13, "container_registry_owner: must be an owner record"),
     ] {
         assert!(
             err.lines()
@@ -335,7 +399,7 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
             "line {line} should say {says:?}: {err}"
         );
     }
-    assert!(err.contains("restored 1, replaced 0, identical 0, kept 0 (in the store and different; --overwrite replaces them), refused 10"), "{err}");
+    assert!(err.contains("restored 1, replaced 0, identical 0, kept 0 (in the store and different; --overwrite replaces them), refused 12"), "{err}");
     let out = ok(bin().args(["export", "-", "--quiet", "--data", data.to_str().unwrap()]));
     let exported: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
@@ -376,7 +440,7 @@ async fn an_export_is_one_snapshot_whatever_is_written_meanwhile() {
         let store = store.clone();
         async move { store.export(tx).await }
     });
-    let mut seen = vec![rx.recv().await.expect("a first entry")];
+    let mut seen = vec![rx.recv().await.expect("a first entry").entry];
     // The export now holds its read and waits on the full channel: write everything.
     for (i, id) in ids.iter().enumerate() {
         match i % 3 {
@@ -391,7 +455,7 @@ async fn an_export_is_one_snapshot_whatever_is_written_meanwhile() {
         }
     }
     while let Some(e) = rx.recv().await {
-        seen.push(e);
+        seen.push(e.entry);
     }
     assert_eq!(export.await.unwrap().unwrap(), 1000);
     let seen_ids: Vec<&str> = seen

@@ -244,7 +244,7 @@ async fn metrics_off_or_on_an_address_of_their_own() {
 /// array of at most 30 keys) and `Metrics` (an array of at most 100 `{Name, Unit}`, with a unit
 /// CloudWatch knows); every dimension key and metric name is a member at the top level, a
 /// dimension's value a string and a metric's value a number or an array of at most 100 numbers.
-fn check_emf(doc: &Value) {
+pub fn check_emf(doc: &Value) {
     const UNITS: &[&str] = &[
         "Seconds",
         "Microseconds",

@@ -234,7 +234,22 @@ pub async fn send(
     url: String,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = client.request(method.parse().unwrap(), url);
+    send_request(client.request(method.parse().unwrap(), url), body).await
+}
+
+/// [`send`] with `Authorization: Bearer <token>`.
+pub async fn send_as(
+    client: &reqwest::Client,
+    method: &str,
+    url: String,
+    body: Option<Value>,
+    token: &str,
+) -> (u16, Value) {
+    let req = client.request(method.parse().unwrap(), url).bearer_auth(token);
+    send_request(req, body).await
+}
+
+async fn send_request(mut req: reqwest::RequestBuilder, body: Option<Value>) -> (u16, Value) {
     if let Some(body) = body {
         // As the seed's curl: -H "Content-Type: application/json" -d @entry.json
         req = req
