@@ -100,7 +100,8 @@ pub struct StoreArgs {
     /// DynamoDB table of the health history [default: the table's name with `-history` appended].
     #[arg(long, env = "HISTORY_TABLE_NAME")]
     pub history_table: Option<String>,
-    /// Create the DynamoDB table when it is missing (for local use, e.g. against dynalite).
+    /// Create the DynamoDB tables (entries, tag index, health history with TTL) when they are
+    /// missing (for local use, e.g. against dynalite).
     #[arg(long, env = "REGISTRY_DB_CREATE_TABLE")]
     pub create_table: bool,
     /// On DynamoDB, which other instances also write to, facet counts are reused for at most this

@@ -13,7 +13,7 @@ use crate::health::HealthStatus;
 /// Days of history kept: older days are pruned by the embedded store on write and expire by TTL on
 /// DynamoDB; no read asks for them.
 pub const KEPT_DAYS: u32 = 90;
-/// The days an answer holds by default, and at most.
+/// The days an answer holds by default (at most [`KEPT_DAYS`]).
 pub const DEFAULT_ANSWER_DAYS: u32 = 30;
 /// Upper bounds (inclusive, ms) of the latency buckets; a last bucket holds everything slower.
 pub const LATENCY_BOUNDS_MS: [u64; 10] = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];

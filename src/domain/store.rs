@@ -108,14 +108,6 @@ pub struct ReindexReport {
     pub stale_keys_removed: usize,
 }
 
-/// One entry as a backup holds it: the entry and its owner record (`sha256:<hex>` of a token or
-/// `iam:<ARN>`, see `domain::owner`), read from the same view of the store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Exported {
-    pub entry: ContainerRegistry,
-    pub owner: Option<String>,
-}
-
 /// An entry a sweep probes: its id and public URL, and what its stored health record says (so a
 /// probe that changes nothing need not rewrite the entry).
 #[derive(Debug, Clone, PartialEq)]
@@ -135,15 +127,12 @@ pub struct LastHealth {
     pub uptime_30d: Option<f64>,
 }
 
-impl LastHealth {
-    pub fn of(result: &ProbeResult) -> Self {
-        LastHealth {
-            status: result.status,
-            url: result.url.clone(),
-            checked_at: result.checked_at.clone(),
-            uptime_30d: result.uptime_30d,
-        }
-    }
+/// One entry as a backup holds it: the entry and its owner record (`sha256:<hex>` of a token or
+/// `iam:<ARN>`, see `domain::owner`), read from the same view of the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    pub entry: ContainerRegistry,
+    pub owner: Option<String>,
 }
 
 /// A place entries live, with a tag index kept consistent with them.

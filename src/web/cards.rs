@@ -57,6 +57,8 @@ pub struct CardStorage {
 pub struct CardHealth {
     pub status: HealthStatus,
     pub checked_at: String,
+    #[serde(default)]
+    pub uptime_30d: Option<f64>,
 }
 
 impl CardData {

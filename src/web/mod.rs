@@ -20,6 +20,8 @@ pub mod view;
 use std::sync::Arc;
 
 use askama::Template;
+
+use crate::domain::history::{History, KEPT_DAYS};
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -364,10 +366,98 @@ pub struct RegistryPage {
     pub insecure: Option<String>,
     /// Whether someone other than the operator owns the listing (never who, never a token).
     pub owned: bool,
+    /// Uptime and latency over 7, 30 and 90 days.
+    pub uptime: Vec<UptimeRow>,
+    /// The 90-day bar, oldest day first; empty when the history could not be read.
+    pub days: Vec<DayMark>,
+    /// The bar's text alternative: what its colours say, in words.
+    pub bar_label: String,
+}
+
+/// One window of the uptime table.
+pub struct UptimeRow {
+    pub window: &'static str,
+    pub uptime: String,
+    pub p50: String,
+    pub p95: String,
+}
+
+/// One day of the 90-day bar: its colour class (by the share of probes that found a registry)
+/// and its tooltip.
+pub struct DayMark {
+    pub class: &'static str,
+    pub title: String,
+}
+
+/// A percentile as the histogram knows it: at most the bound of its bucket.
+fn ms(v: Option<u64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("≤ {v} ms"))
+}
+
+/// The registry page's view of a history: the uptime table, the bar and its text alternative.
+fn history_view(h: &History) -> (Vec<UptimeRow>, Vec<DayMark>, String) {
+    let windows = ["7 days", "30 days", "90 days"];
+    let uptimes = [h.uptime.d7, h.uptime.d30, h.uptime.d90];
+    let rows = (0..3)
+        .map(|i| UptimeRow {
+            window: windows[i],
+            uptime: uptimes[i].map_or_else(|| "no probes".into(), view::percent),
+            p50: ms(h.latency[i].p50),
+            p95: ms(h.latency[i].p95),
+        })
+        .collect();
+    let (mut up, mut partly, mut down, mut none) = (0, 0, 0, 0);
+    let marks = h
+        .days
+        .iter()
+        .map(|d| {
+            let upped = d.healthy + d.auth_required;
+            let (class, title) = if d.probes == 0 {
+                none += 1;
+                ("d-none", format!("{}: no probes", d.date))
+            } else {
+                let share = upped as f64 / d.probes as f64;
+                let class = match share {
+                    s if s >= 1.0 => "d-up",
+                    s if s >= 0.9 => "d-most",
+                    s if s >= 0.5 => "d-half",
+                    s if s > 0.0 => "d-low",
+                    _ => "d-down",
+                };
+                match class {
+                    "d-up" => up += 1,
+                    "d-down" => down += 1,
+                    _ => partly += 1,
+                }
+                let mut title = format!(
+                    "{}: {} up of {} probes ({})",
+                    d.date,
+                    upped,
+                    d.probes,
+                    view::percent(share)
+                );
+                if let Some(p50) = d.latency_ms.p50 {
+                    title.push_str(&format!(", p50 {p50} ms"));
+                }
+                (class, title)
+            };
+            DayMark { class, title }
+        })
+        .collect();
+    let label = format!(
+        "Health over the last {} days: {up} days fully up, {partly} partly up, {down} down, {none} without probes; uptime {} over 90 days.",
+        h.days.len(),
+        h.uptime.d90.map_or_else(|| "unknown".into(), view::percent),
+    );
+    (rows, marks, label)
 }
 
 impl RegistryPage {
-    fn new(e: ContainerRegistry, owned: bool) -> RegistryPage {
+    fn new(e: ContainerRegistry, owned: bool, history: Option<&History>) -> RegistryPage {
+        let (uptime, days, bar_label) = match history {
+            Some(h) => history_view(h),
+            None => (Vec::new(), Vec::new(), String::new()),
+        };
         let now = Utc::now();
         let prefix = e.container_registry_image_prefix.clone();
         let host = view::registry_host(&prefix).to_string();
@@ -410,6 +500,9 @@ impl RegistryPage {
             updated_at: e.container_registry_updated_at,
             version: e.container_registry_version,
             owned,
+            uptime,
+            days,
+            bar_label,
         }
     }
 }
@@ -454,7 +547,20 @@ async fn registry_page(State(state): State<Arc<AppState>>, Path(id): Path<String
     match state.catalog.get(&id).await {
         Ok(entry) => match page_entry(entry) {
             Ok(entry) => match state.catalog.has_owner(&id).await {
-                Ok(owned) => render(StatusCode::OK, &RegistryPage::new(entry, owned)),
+                Ok(owned) => {
+                    // The page still shows the entry when its history cannot be read.
+                    let history = match state.catalog.history(&id, KEPT_DAYS).await {
+                        Ok(h) => Some(h),
+                        Err(e) => {
+                            tracing::warn!(entry = %id, error = %e, "health history not read");
+                            None
+                        }
+                    };
+                    render(
+                        StatusCode::OK,
+                        &RegistryPage::new(entry, owned, history.as_ref()),
+                    )
+                }
                 Err(e) => page_error(e),
             },
             Err(e) => page_error(e),

@@ -64,6 +64,8 @@ pub struct Search {
     pub registry_type: String,
     pub storage_type: String,
     pub health: String,
+    /// Least 30-day uptime, in percent as typed (0 to 100).
+    pub min_uptime: String,
     pub meta_key: String,
     pub meta_value: String,
     /// `next_cursor` of the previous page.
@@ -128,6 +130,7 @@ impl Search {
                 "registry_type" => self.registry_type = value.to_string(),
                 "storage_type" => self.storage_type = value.to_string(),
                 "health" => self.health = value.to_string(),
+                "min_uptime" => self.min_uptime = value.to_string(),
                 "meta_key" => self.meta_key = text("the metadata key", value, MAX_KEY_CHARS)?,
                 "meta_value" => {
                     self.meta_value = text("the metadata value", value, MAX_SEARCH_TEXT_CHARS)?;
@@ -248,6 +251,20 @@ impl Search {
                 )));
             }
         }
+        if !self.min_uptime.is_empty() {
+            match self.min_uptime.parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => clauses.push(field(
+                    &format!("{HEALTH}.uptime_30d"),
+                    json!({"$gte": p / 100.0}),
+                )),
+                _ => {
+                    return Err(bad(format!(
+                        "the least uptime must be a percentage from 0 to 100, not {}",
+                        quoted(&self.min_uptime)
+                    )));
+                }
+            }
+        }
         if !self.meta_key.is_empty() || !self.meta_value.is_empty() {
             check_meta_key(&self.meta_key)?;
             let path = format!("{METADATA}.{}", self.meta_key);
@@ -289,12 +306,13 @@ impl Search {
     }
 
     /// The one-value fields as they appear in a query string, in its order.
-    fn fields(&self) -> [(&'static str, &str); 6] {
+    fn fields(&self) -> [(&'static str, &str); 7] {
         [
             ("q", &self.q),
             ("registry_type", &self.registry_type),
             ("storage_type", &self.storage_type),
             ("health", &self.health),
+            ("min_uptime", &self.min_uptime),
             ("meta_key", &self.meta_key),
             ("meta_value", &self.meta_value),
         ]
@@ -491,6 +509,21 @@ mod tests {
         let refused = search(&fat).refused.unwrap();
         assert!(refused.contains("4096 bytes"), "{refused}");
         assert!(search(&fat).filter().is_err());
+    }
+
+    #[test]
+    fn least_uptime_is_a_percentage_of_uptime_30d() {
+        assert_eq!(
+            search("min_uptime=99").filter_json().unwrap(),
+            json!({"container_registry_health.uptime_30d": {"$gte": 0.99}})
+        );
+        assert_eq!(search("min_uptime=99").href(), "/?min_uptime=99");
+        for bad in ["101", "-1", "abc", "NaN", "inf"] {
+            assert!(
+                search(&format!("min_uptime={bad}")).filter().is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

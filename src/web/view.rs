@@ -73,6 +73,18 @@ pub struct Card<'a> {
     pub storage_type: &'static str,
     pub image_prefix: &'a str,
     pub badge: Badge,
+    /// "99.5 % up over 30 days", or empty before any history.
+    pub uptime: String,
+}
+
+/// A share as a percentage a person reads: at most one decimal, never rounded up to 100.
+pub fn percent(share: f64) -> String {
+    let tenths = (share * 1000.0).floor() / 10.0;
+    if tenths.fract() == 0.0 {
+        format!("{tenths:.0} %")
+    } else {
+        format!("{tenths:.1} %")
+    }
 }
 
 impl<'a> Card<'a> {
@@ -89,6 +101,12 @@ impl<'a> Card<'a> {
                 e.health.as_ref().map(|h| (h.status, h.checked_at.as_str())),
                 now,
             ),
+            uptime: e
+                .health
+                .as_ref()
+                .and_then(|h| h.uptime_30d)
+                .map(|u| format!("{} up over 30 days", percent(u)))
+                .unwrap_or_default(),
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The DynamoDB store. Two tables:
+//! The DynamoDB store. Three tables:
 //! - the entries table, one item per entry, keyed by `container_registry_id` (the key schema
 //!   `template.yaml` declares);
 //! - the tag index table, one small item per tag an entry carries, keyed by `tag` (partition) and
 //!   `container_registry_id` (sort), so `Query` lists the entries that carry a tag in id order.
+//! - the health history table, one item per entry and UTC day (`container_registry_id`, `day`),
+//!   counted with `UpdateItem` `ADD`s and expiring by TTL (`domain::history`).
 //!
 //! Every write of an entry and its index items is one `TransactWriteItems` with a condition on the
 //! entry: create requires the id to be absent, replace and delete require the version that was read.

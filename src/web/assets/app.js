@@ -57,7 +57,7 @@
     };
     const inForm = (e) => e.target.closest && e.target.closest("#search");
     document.addEventListener("input", (e) => {
-      if (inForm(e) && e.target.matches("input[type=search], #meta_key, #meta_value")) schedule(300);
+      if (inForm(e) && e.target.matches("input[type=search], #meta_key, #meta_value, #min_uptime")) schedule(300);
     });
     document.addEventListener("change", (e) => {
       if (inForm(e) && e.target.matches("select, input[type=checkbox]")) schedule(0);

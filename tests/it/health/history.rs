@@ -442,3 +442,89 @@ async fn an_unchanged_sweep_costs_one_write_unit_per_entry_whatever_its_size() {
     eprintln!("write units per sweep of one entry (first verdict, unchanged): {figures:?}");
     // An on-demand check always writes the record: the cooldown and the answer read it.
 }
+
+/// `registry_db_sweeps_total` of a running server.
+fn sweeps_done(client: &reqwest::blocking::Client, base: &str) -> u64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("registry_db_sweeps_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// The real `serve --sweep-every 1`: each sweep probes each entry once, so an entry's probes today
+/// are the sweeps done (and one more while a sweep is under way), never more.
+#[test]
+fn serve_sweep_every_probes_each_entry_once_per_sweep() {
+    support::require_loopback_only_network();
+    let open = OciRegistry::start(Mode::Open);
+    let closed = closed_port_url();
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(
+        &[
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--probe-allow-loopback",
+            "--probe-timeout-ms",
+            "1000",
+            "--sweep-every",
+            "1",
+        ],
+        &[],
+    );
+    let base = server.base.clone();
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    for (id, url) in [("up", open.url.as_str()), ("down", closed.as_str())] {
+        let status = client
+            .post(format!("{base}/container_registry"))
+            .json(&entry_at(id, url))
+            .send()
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 201);
+    }
+    // Sweeps done by now may have run before the entries existed (at most one of them with them).
+    let s0 = sweeps_done(&client, &base);
+    let probes_today = |id: &str| -> u64 {
+        let body: Value = client
+            .get(format!(
+                "{base}/container_registry/{id}/health/history?days=1"
+            ))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        body["data"]["days"][0]["probes"].as_u64().unwrap()
+    };
+    // A safety net only: the assertions count, they do not time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut checked = 0;
+    while checked < 3 {
+        assert!(std::time::Instant::now() < deadline, "sweeps did not run");
+        let before = sweeps_done(&client, &base);
+        let (up, down) = (probes_today("up"), probes_today("down"));
+        let after = sweeps_done(&client, &base);
+        // Every sweep that started after the entries probed each once: of the sweeps since `s0`,
+        // one may have started before them, one counted in `s0` may have had them, and one may be
+        // under way now. Two probes a sweep would be twice as many.
+        if before == after && before >= s0 + 4 {
+            let sweeps = before - s0;
+            for (id, probes) in [("up", up), ("down", down)] {
+                assert!(
+                    probes + 1 >= sweeps && probes <= sweeps + 2,
+                    "{id}: {probes} probes in {sweeps} sweeps"
+                );
+            }
+            checked += 1;
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    drop(server);
+}

@@ -2,7 +2,9 @@
 //! a free loopback port), against the real `registry-db serve` on both stores, with a real
 //! `docker-registry` to check. Searches by tag (typed into the form, and live as one types), pages
 //! past the first page, opens a registry and presses "check now", loads hostile entries and checks
-//! that nothing in them ran, audits both pages with axe-core, and browses with JavaScript off.
+//! that nothing in them ran, audits both pages with axe-core, and browses with JavaScript off. The
+//! health history (90-day bar, uptime table, cards' uptime, least-uptime search) on a history made
+//! in-process on a test's clock, light and dark.
 //!
 //! Screenshots of the list and of a registry page, narrow (390 px) and wide (1280 px), go to
 //! `$REGISTRY_DB_SCREENSHOTS` when set (that is how `docs/screenshot-*.png` are made), else to a
@@ -64,7 +66,15 @@ impl ChromeDriver {
 
     /// A fresh headless chromium with its own empty profile.
     async fn browser(&self, profile: &Path, javascript: bool) -> WebDriver {
+        self.browser_with(profile, javascript, &[]).await
+    }
+
+    /// [`browser`](Self::browser) with more command-line switches.
+    async fn browser_with(&self, profile: &Path, javascript: bool, extra: &[&str]) -> WebDriver {
         let mut caps = DesiredCapabilities::chrome();
+        for arg in extra {
+            caps.add_arg(arg).unwrap();
+        }
         caps.set_binary("/usr/bin/chromium").unwrap();
         for arg in [
             "--headless=new",
@@ -839,4 +849,227 @@ async fn the_page_in_chromium_on_both_stores() {
         let png = std::fs::read(shots.join(name)).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{name}");
     }
+}
+
+/// A screenshot of the registry page's health section.
+async fn shoot_history(driver: &WebDriver, dir: &Path, name: &str, width: u32, height: u32) {
+    driver.set_window_rect(0, 0, width, height).await.unwrap();
+    driver
+        .execute(
+            "document.getElementById('history-h').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    driver.screenshot(&dir.join(name)).await.unwrap();
+}
+
+/// The registry page's 90-day bar, uptime table and text alternative, the cards' 30-day uptime and
+/// the search's least uptime, in chromium, light and dark. The history is made in-process on a
+/// test's clock (90 days of checks against a registry that is up, down or switched between), and
+/// the page served by the same router on a loopback port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_history_in_chromium() {
+    use registry_db::domain::catalog::{Catalog, CheckPolicy};
+    use registry_db::domain::history::{Clock, ManualClock};
+    use registry_db::state::AppState;
+
+    support::require_loopback_only_network();
+    let open = OciRegistry::start(Mode::Open);
+    let closed = {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("http://127.0.0.1:{port}")
+    };
+    let (store, _dir) = support::embedded_store();
+    let clock = ManualClock::at(chrono::Utc::now() - chrono::Duration::days(89));
+    let catalog = Catalog::new(store, support::loopback_prober(2000))
+        .with_check_policy(CheckPolicy {
+            cooldown: Duration::ZERO,
+            ..CheckPolicy::default()
+        })
+        .with_clock(std::sync::Arc::new(clock.clone()));
+    for (id, name) in [("flaky", "Flaky registry"), ("steady", "Steady registry")] {
+        catalog
+            .create(
+                json!({"container_registry_id": id, "container_registry_name": name,
+                "container_registry_public_url": open.url, "container_registry_tags": ["ai"]}),
+            )
+            .await
+            .unwrap();
+    }
+    let point = |url: &str| {
+        let (catalog, url) = (catalog.clone(), url.to_string());
+        async move {
+            catalog
+                .update(
+                    "flaky",
+                    &json!({"$set": {"container_registry_public_url": url}}),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Day by day: mostly up, a partly down day every 13, a day down, five days without probes.
+    let first = clock.today();
+    for day in 0..90 {
+        if (20..25).contains(&day) {
+            clock.advance(chrono::Duration::days(1));
+            continue;
+        }
+        let downs = match day {
+            40 => 3,
+            d if d % 13 == 5 => 1,
+            _ => 0,
+        };
+        for probe in 0..3 {
+            let down = probe < downs;
+            point(if down { &closed } else { &open.url }).await;
+            let _ = catalog.check_health("flaky").await.unwrap();
+        }
+        if day == 89 {
+            catalog.check_health("steady").await.unwrap();
+        }
+        if day < 89 {
+            clock.advance(chrono::Duration::days(1));
+        }
+    }
+    assert_eq!(clock.today().0, first.0 + 89);
+    let app = registry_db::router::router(AppState {
+        catalog,
+        write_token: None,
+        access: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let chromedriver = ChromeDriver::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let shots: PathBuf = std::env::var_os("REGISTRY_DB_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join("shots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let driver = chromedriver.browser(profile.path(), true).await;
+
+    driver
+        .goto(format!("{base}/registries/flaky"))
+        .await
+        .unwrap();
+    let bar = driver.find(By::Id("history-bar")).await.unwrap();
+    let marks = bar.find_all(By::Css("span")).await.unwrap();
+    assert_eq!(marks.len(), 90);
+    let class_of = |i: usize| {
+        let mark = marks[i].clone();
+        async move { mark.attr("class").await.unwrap().unwrap() }
+    };
+    assert_eq!(class_of(0).await, "d-up");
+    assert_eq!(class_of(5).await, "d-half"); // 2 of 3 up
+    assert_eq!(class_of(20).await, "d-none");
+    assert_eq!(class_of(40).await, "d-down");
+    let title = marks[40].attr("title").await.unwrap().unwrap();
+    let day40 = registry_db::domain::history::Day(first.0 + 40).iso();
+    assert!(
+        title.starts_with(&format!("{day40}: 0 up of 3 probes")),
+        "{title}"
+    );
+    assert_eq!(
+        marks[22].attr("title").await.unwrap().unwrap(),
+        format!(
+            "{}: no probes",
+            registry_db::domain::history::Day(first.0 + 22).iso()
+        )
+    );
+    // The text alternative, read out for the bar and printed under it.
+    let label = bar.attr("aria-label").await.unwrap().unwrap();
+    // Days 5, 18, 31, 44, 57, 70, 83 are partly up; day 40 down; 20..25 without probes.
+    assert_eq!(
+        label,
+        "Health over the last 90 days: 77 days fully up, 7 partly up, 1 down, 5 without probes; uptime 96 % over 90 days."
+    );
+    let text = driver
+        .find(By::Id("history-text"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.starts_with(&label), "{text}");
+    let rows = driver
+        .find_all(By::Css("#uptime-table tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let row = norm(&rows[2].text().await.unwrap());
+    assert!(row.starts_with("90 days 96 % "), "{row}");
+    assert!(row.contains(" ms"), "p50 and p95: {row}");
+    audit(&driver, "registry page with history").await;
+    shoot_history(&driver, &shots, "screenshot-history.png", 390, 844).await;
+    shoot_history(&driver, &shots, "screenshot-history-wide.png", 1280, 900).await;
+
+    // Cards show the 30-day uptime; the search asks for at least some.
+    driver.goto(format!("{base}/")).await.unwrap();
+    let cards = norm(
+        &driver
+            .find(By::Css(".cards"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(cards.contains("100 % up over 30 days"), "{cards}");
+    driver.goto(format!("{base}/?min_uptime=99")).await.unwrap();
+    wait_for_cards(&driver, &["Steady registry"]).await;
+    let field = driver.find(By::Id("min_uptime")).await.unwrap();
+    assert_eq!(field.value().await.unwrap().as_deref(), Some("99"));
+    driver
+        .goto(format!("{base}/?min_uptime=abc"))
+        .await
+        .unwrap();
+    let body = driver
+        .find(By::Tag("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("least uptime must be a percentage"), "{body}");
+    audit(&driver, "list with a least uptime").await;
+    driver.quit().await.unwrap();
+
+    // Dark: the same page, axe on its colours too.
+    let profile = tempfile::tempdir().unwrap();
+    let dark = chromedriver
+        .browser_with(
+            profile.path(),
+            true,
+            &[
+                "--force-dark-mode",
+                "--blink-settings=preferredColorScheme=0",
+            ],
+        )
+        .await;
+    dark.goto(format!("{base}/registries/flaky")).await.unwrap();
+    let scheme: bool = dark
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert!(scheme, "the browser prefers dark");
+    audit(&dark, "registry page with history, dark").await;
+    shoot_history(&dark, &shots, "screenshot-history-dark.png", 390, 844).await;
+    dark.quit().await.unwrap();
+    serving.abort();
+    let png = std::fs::read(shots.join("screenshot-history.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
 }
