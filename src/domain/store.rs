@@ -274,10 +274,7 @@ pub trait Store: Send + Sync + 'static {
     /// one consistent view: one read transaction on the embedded store; on DynamoDB a parallel
     /// Scan of strongly consistent reads, where each entry is as it was at some moment of the scan
     /// (see `docs/DEPLOY.md`, "Backing up"). Returns how many entries it sent.
-    async fn export(
-        &self,
-        out: tokio::sync::mpsc::Sender<Exported>,
-    ) -> Result<u64, StoreError>;
+    async fn export(&self, out: tokio::sync::mpsc::Sender<Exported>) -> Result<u64, StoreError>;
 
     /// A short description for logs ("embedded store at ./data", "DynamoDB table T").
     fn describe(&self) -> String;

@@ -254,7 +254,9 @@ async fn flush(
             // below, the entry being identical.
             Ok(()) => {
                 if let Some(owner) = &owner {
-                    store.set_owner(&entry.container_registry_id, None, owner).await?;
+                    store
+                        .set_owner(&entry.container_registry_id, None, owner)
+                        .await?;
                 }
                 report.restored += 1
             }

@@ -969,10 +969,7 @@ impl Store for EmbeddedStore {
         self.cache.copy_into(id, out)
     }
 
-    async fn export(
-        &self,
-        out: tokio::sync::mpsc::Sender<Exported>,
-    ) -> Result<u64, StoreError> {
+    async fn export(&self, out: tokio::sync::mpsc::Sender<Exported>) -> Result<u64, StoreError> {
         // One read transaction: a snapshot, however long the export takes, while writers go on
         // (redb's MVCC). On the blocking pool, since it waits whenever `out` is full. Owners
         // come from the same transaction, so an entry and its owner are of one moment.

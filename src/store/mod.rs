@@ -15,4 +15,6 @@ pub use bytestring::ByteString;
 
 pub use crate::domain::plan::{self, Plan};
 pub use crate::domain::store::StoredEntry;
-pub use crate::domain::store::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError};
+pub use crate::domain::store::{
+    Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError,
+};

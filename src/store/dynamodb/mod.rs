@@ -1509,10 +1509,7 @@ impl Store for DynamoStore {
         Ok(report)
     }
 
-    async fn export(
-        &self,
-        out: tokio::sync::mpsc::Sender<Exported>,
-    ) -> Result<u64, StoreError> {
+    async fn export(&self, out: tokio::sync::mpsc::Sender<Exported>) -> Result<u64, StoreError> {
         let segments = (0..EXPORT_SEGMENTS).map(|segment| {
             let out = out.clone();
             async move {

@@ -188,7 +188,10 @@ fn the_binary_serves_events_under_cargo_lambdas_emulator() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|d| d.get("_aws").is_some())
         .collect();
-    assert!(!docs.is_empty(), "no EMF line in the function's output: {out}");
+    assert!(
+        !docs.is_empty(),
+        "no EMF line in the function's output: {out}"
+    );
     for doc in &docs {
         crate::ops::metrics::check_emf(doc);
     }

@@ -165,7 +165,11 @@ async fn round_trip_embedded_dynamodb_embedded_is_byte_for_byte() {
         "{doc}"
     );
     // The owner as a hash of the token, never the token itself.
-    assert_eq!(doc["container_registry_owner"], token_record(&tokens[0]), "{doc}");
+    assert_eq!(
+        doc["container_registry_owner"],
+        token_record(&tokens[0]),
+        "{doc}"
+    );
     let text = String::from_utf8_lossy(&first_bytes);
     assert!(tokens.iter().all(|t| !text.contains(t.as_str())));
 
@@ -352,8 +356,16 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
         format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES - 8)),
         format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES - 7)),
         // An owner record one hex digit short, and a token where its hash belongs.
-        with("o-short", "container_registry_owner", json!(format!("sha256:{}", "a".repeat(63)))),
-        with("o-token", "container_registry_owner", json!(format!("rdbo_{}", "A".repeat(43)))),
+        with(
+            "o-short",
+            "container_registry_owner",
+            json!(format!("sha256:{}", "a".repeat(63))),
+        ),
+        with(
+            "o-token",
+            "container_registry_owner",
+            json!(format!("rdbo_{}", "A".repeat(43))),
+        ),
     ];
     let file = work.path().join("bad.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();

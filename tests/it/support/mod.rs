@@ -245,7 +245,9 @@ pub async fn send_as(
     body: Option<Value>,
     token: &str,
 ) -> (u16, Value) {
-    let req = client.request(method.parse().unwrap(), url).bearer_auth(token);
+    let req = client
+        .request(method.parse().unwrap(), url)
+        .bearer_auth(token);
     send_request(req, body).await
 }
 
