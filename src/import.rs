@@ -7,15 +7,21 @@
 //! an id already in the store is reported, never overwritten, which makes a re-run safe.
 //!
 //! The file is `mongoexport --jsonArray` output (any layout, `--pretty` included) or mongoexport's
-//! default, one document per line. It is read as a stream: one document is in memory at a time
-//! (plus the set of ids seen, to find an id repeated in the file).
+//! default, one document per line. It is read as a stream of bounded documents ([`reader`]): at
+//! most [`READ_AHEAD`] documents' text of at most [`MAX_DOCUMENT_BYTES`] each and one parsed
+//! document are in memory at a time (plus the set of ids seen, to find an id repeated in the
+//! file); a document too large or too deep is refused unread and the import goes on.
+
+mod reader;
+
+pub use self::reader::{MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH};
+use self::reader::{Piece, read_documents};
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::BufRead;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::config::{ImportArgs, StoreKind};
@@ -29,8 +35,8 @@ use crate::state::AppState;
 /// key, added by `insert_one`. It is dropped from every document.
 pub const MONGO_ID: &str = "_id";
 
-/// Documents read ahead of the store writes.
-const READ_AHEAD: usize = 64;
+/// Documents read ahead of the store writes, as text (at most 4 MiB of them).
+const READ_AHEAD: usize = 16;
 /// A progress line every this many documents, for long imports.
 const PROGRESS_EVERY: usize = 1000;
 
@@ -188,12 +194,6 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<i32> {
     Ok(report.exit_code())
 }
 
-/// One document as read: its JSON, or why it could not be parsed.
-struct Document {
-    at: Position,
-    json: Result<Value, String>,
-}
-
 /// Imports every document `reader` holds into the registry's store, calling `report` for each
 /// document that is not imported, as it happens. Ends early only when the file stops being
 /// readable JSON or the store fails; the report says so in `stopped`.
@@ -203,25 +203,25 @@ where
     F: FnMut(&Finding),
 {
     // Parsing is blocking I/O: a thread reads ahead while this task writes to the store.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Document>(READ_AHEAD);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(READ_AHEAD);
     let reading = tokio::task::spawn_blocking(move || {
         read_documents(reader, |doc| tx.blocking_send(doc).is_ok())
     });
 
     let mut out = ImportReport::default();
     let mut seen: HashMap<String, Position> = HashMap::new();
-    while let Some(doc) = rx.recv().await {
+    while let Some(piece) = rx.recv().await {
         out.read += 1;
-        let at = doc.at;
+        let at = piece.at;
+        let json = piece.text.and_then(|text| parse(&text));
         // Named in every report, even when the rest of the document is malformed.
-        let id = doc
-            .json
+        let id = json
             .as_ref()
             .ok()
             .and_then(|json| json.get(ID))
             .and_then(Value::as_str)
             .map(str::to_string);
-        let result = match prepare(doc.json) {
+        let result = match prepare(json) {
             Err(problem) => Err(problem),
             Ok(body) => match id.as_ref().and_then(|id| seen.get(id)) {
                 Some(first) => Err(Problem::EarlierInFile(*first)),
@@ -410,103 +410,16 @@ fn extended(map: Map<String, Value>, path: &str) -> Result<Value, String> {
     }
 }
 
-/// Reads the documents of an export and hands each to `emit`, which answers false to stop.
-/// `[` first means `--jsonArray` (parsed as a stream, any layout); anything else means one
-/// document per line, where a broken line is reported and the next line read. A syntax error
-/// inside an array ends the reading: where one element ends is not knowable past it.
-fn read_documents<R: BufRead>(
-    mut reader: R,
-    mut emit: impl FnMut(Document) -> bool,
-) -> Result<(), String> {
-    let first = skip_blank(&mut reader).map_err(|e| format!("cannot read the file: {e}"))?;
-    match first {
-        None => Ok(()),
-        Some(b'[') => read_array(reader, &mut emit),
-        Some(_) => read_lines(reader, &mut emit),
-    }
-}
-
-/// Skips whitespace and a UTF-8 byte order mark; returns the next byte without consuming it.
-fn skip_blank<R: BufRead>(reader: &mut R) -> std::io::Result<Option<u8>> {
-    let mut at_start = true;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        if at_start && buf.starts_with(b"\xEF\xBB\xBF") {
-            reader.consume(3);
-            at_start = false;
-            continue;
-        }
-        at_start = false;
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => {
-                let byte = buf[i];
-                reader.consume(i);
-                return Ok(Some(byte));
-            }
-            None => {
-                let n = buf.len();
-                reader.consume(n);
-            }
-        }
-    }
-}
-
-fn read_array<R: BufRead>(
-    reader: R,
-    emit: &mut impl FnMut(Document) -> bool,
-) -> Result<(), String> {
-    struct Elements<'a, F> {
-        emit: &'a mut F,
-        count: &'a mut usize,
-    }
-    impl<'de, F: FnMut(Document) -> bool> Visitor<'de> for Elements<'_, F> {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON array of MongoDB documents")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-            while let Some(json) = seq.next_element::<Value>()? {
-                *self.count += 1;
-                let at = Position {
-                    index: *self.count,
-                    line: None,
-                };
-                if !(self.emit)(Document { at, json: Ok(json) }) {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        }
-    }
-    impl<'de, F: FnMut(Document) -> bool> DeserializeSeed<'de> for Elements<'_, F> {
-        type Value = bool;
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-
-    let mut count = 0;
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    // The documents of a large export nest no deeper than an entry may (16 levels), so the
-    // parser's default recursion limit stays on.
-    let finished = Elements {
-        emit,
-        count: &mut count,
-    }
-    .deserialize(&mut de)
-    .and_then(|finished| de.end().map(|()| finished));
-    match finished {
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!(
-            "the file is not valid JSON at line {}, column {} (after {count} documents): {}; nothing after that point was read",
-            e.line(),
-            e.column(),
-            without_position(&e)
-        )),
-    }
+/// One document's text as JSON. The parser counts lines within the document; its position in the
+/// file is the caller's to say.
+fn parse(text: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice::<Value>(text).map_err(|e| {
+        let at = match e.line() {
+            1 => format!("column {}", e.column()),
+            line => format!("its line {line}, column {}", e.column()),
+        };
+        format!("is not valid JSON ({at}): {}", without_position(&e))
+    })
 }
 
 /// serde_json's message without its " at line L column C", which the caller words itself.
@@ -514,46 +427,6 @@ fn without_position(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
     text.strip_suffix(&suffix).unwrap_or(&text).to_string()
-}
-
-fn read_lines<R: BufRead>(
-    mut reader: R,
-    emit: &mut impl FnMut(Document) -> bool,
-) -> Result<(), String> {
-    let mut buf = Vec::new();
-    let mut line = 0;
-    let mut index = 0;
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| format!("cannot read the file after line {line}: {e}"))?;
-        if n == 0 {
-            return Ok(());
-        }
-        line += 1;
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        index += 1;
-        // The parser counts lines within this one line; the position says which line it is.
-        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        let json = serde_json::from_slice::<Value>(text).map_err(|e| {
-            format!(
-                "is not valid JSON (column {}): {}",
-                e.column(),
-                without_position(&e)
-            )
-        });
-        let at = Position {
-            index,
-            line: Some(line),
-        };
-        if !emit(Document { at, json }) {
-            return Ok(());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -566,7 +439,7 @@ mod tests {
     fn docs(text: &str) -> (Read, Result<(), String>) {
         let mut out = Vec::new();
         let end = read_documents(text.as_bytes(), |d| {
-            out.push((d.at, d.json));
+            out.push((d.at, d.text.and_then(|t| parse(&t))));
             true
         });
         (out, end)
@@ -703,6 +576,87 @@ mod tests {
                 line: Some(4)
             }
         );
+    }
+
+    /// A document of exactly `len` bytes: `{"p":"xx...x"}`.
+    fn sized(len: usize) -> String {
+        format!("{{\"p\":\"{}\"}}", "x".repeat(len - 8))
+    }
+
+    /// A document whose brackets nest `depth` deep (objects, then an array).
+    fn nested(depth: usize) -> String {
+        format!("{}[]{}", "{\"a\":".repeat(depth - 1), "}".repeat(depth - 1))
+    }
+
+    #[test]
+    fn a_document_over_the_body_limit_is_refused_unread_in_both_modes_and_the_next_is_read() {
+        for (text, refused) in [
+            (sized(MAX_DOCUMENT_BYTES), None),
+            (sized(MAX_DOCUMENT_BYTES + 1), Some(MAX_DOCUMENT_BYTES + 1)),
+            (sized(8_000_000), Some(8_000_000)),
+        ] {
+            let lines = format!("{{\"a\":1}}\n{text}\r\n{{\"b\":2}}\n");
+            let array = format!("[{{\"a\":1}},\n{text} , {{\"b\":2}}]");
+            for input in [lines, array] {
+                let (got, end) = docs(&input);
+                assert_eq!(end, Ok(()));
+                assert_eq!(got.len(), 3);
+                assert_eq!(got[0].1, Ok(json!({"a": 1})));
+                assert_eq!(got[2].1, Ok(json!({"b": 2})));
+                assert_eq!(got[1].0.index, 2);
+                match refused {
+                    None => assert!(got[1].1.is_ok(), "{:?}", got[1].1),
+                    Some(len) => assert_eq!(
+                        got[1].1.as_ref().unwrap_err(),
+                        &format!(
+                            "is {len} bytes long, over the {MAX_DOCUMENT_BYTES} bytes a request body may hold (skipped unread)"
+                        )
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_document_nested_past_the_limit_is_refused_unparsed_in_both_modes_and_the_next_is_read() {
+        // Brackets inside strings do not count.
+        let quoted = format!("{{\"s\":\"{}\\\"[\"}}", "[".repeat(200));
+        for (text, deep) in [
+            (nested(MAX_DOCUMENT_DEPTH), false),
+            (nested(MAX_DOCUMENT_DEPTH + 1), true),
+            (nested(200), true),
+            (quoted, false),
+        ] {
+            let lines = format!("{text}\n\"after\"\n");
+            let array = format!("[{text},\"after\"]");
+            for input in [lines, array] {
+                let (got, end) = docs(&input);
+                assert_eq!(end, Ok(()), "{input}");
+                assert_eq!(got.len(), 2, "{input}");
+                assert_eq!(got[1].1, Ok(json!("after")));
+                if deep {
+                    assert_eq!(
+                        got[0].1.as_ref().unwrap_err(),
+                        &format!(
+                            "nests deeper than {MAX_DOCUMENT_DEPTH} levels (an entry's metadata and config nest at most 16 levels; not parsed)"
+                        )
+                    );
+                } else {
+                    assert!(got[0].1.is_ok(), "{input}: {:?}", got[0].1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_malformed_element_of_an_array_is_refused_and_the_next_read() {
+        let (got, end) = docs("[{\"a\" 1}, 7, \"s\", {\"b\":[1,2]}]");
+        assert_eq!(end, Ok(()));
+        assert_eq!(got.len(), 4);
+        assert!(got[0].1.as_ref().unwrap_err().contains("is not valid JSON"));
+        assert_eq!(got[1].1, Ok(json!(7)));
+        assert_eq!(got[2].1, Ok(json!("s")));
+        assert_eq!(got[3].1, Ok(json!({"b": [1, 2]})));
     }
 
     #[test]

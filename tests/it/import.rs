@@ -410,7 +410,7 @@ async fn a_truncated_array_imports_what_precedes_the_break_and_exits_1() {
     );
     assert!(
         run.stderr.contains(
-            "error: the import stopped: the file is not valid JSON at line 1, column 1581 (after 2 documents): EOF while parsing a string; nothing after that point was read"
+            "error: the import stopped: the file ends inside entry 3 (which begins at line 1, after 2 documents): it is cut off; nothing after that point was read"
         ),
         "{}",
         run.stderr
@@ -462,4 +462,163 @@ fn a_missing_file_a_busy_store_or_no_file_argument_fail_with_a_reason() {
         Some(2),
         "a usage error, as clap reports it"
     );
+}
+
+/// Runs `registry-db import -` with `text` on its standard input, and reads its peak resident
+/// memory (`VmHWM`, KiB) once all of `text` is written but before the input ends, so the process
+/// is still there to be read: by then it has read all but the pipe's and its buffer's worth.
+fn import_measured(text: &str, target: &Target) -> (Run, u64) {
+    use std::io::Write;
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_registry-db"))
+        .arg("import")
+        .arg("-")
+        .args(target.args())
+        .env_remove("REGISTRY_DB_STORE")
+        .env_remove("REGISTRY_DB_DATA")
+        .stdin(Stdio::piped())
+        .stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .expect("run registry-db import");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let peak = support::peak_rss_kib(child.id());
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let run = Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: std::fs::read_to_string(out.path()).unwrap(),
+        stderr: std::fs::read_to_string(err.path()).unwrap(),
+    };
+    eprintln!(
+        "--- import -: exit {}\n{}{}",
+        run.code, run.stdout, run.stderr
+    );
+    (run, peak)
+}
+
+/// A valid entry whose JSON is exactly `len` bytes.
+fn entry_of_bytes(id: &str, len: usize) -> String {
+    let mut doc = json!({
+        "container_registry_id": id,
+        "container_registry_name": id,
+        "container_registry_public_url": "http://10.0.0.1:5000",
+        "container_registry_metadata": {"pad": ""},
+    });
+    let base = doc.to_string().len();
+    doc["container_registry_metadata"]["pad"] = json!("x".repeat(len - base));
+    let text = doc.to_string();
+    assert_eq!(text.len(), len);
+    text
+}
+
+/// A valid entry whose brackets nest `depth` deep: the document, its metadata, and objects
+/// inside that down to `depth`.
+fn entry_of_depth(id: &str, depth: usize) -> String {
+    let inner = format!(
+        "{}{{}}{}",
+        "{\"a\":".repeat(depth - 3),
+        "}".repeat(depth - 3)
+    );
+    let text = format!(
+        r#"{{"container_registry_id":"{id}","container_registry_name":"{id}","container_registry_public_url":"http://10.0.0.1:5000","container_registry_metadata":{{"a":{inner}}}}}"#
+    );
+    assert_eq!(text.matches('{').count(), depth);
+    text
+}
+
+/// Issue 18, finding 4: import read an 8 MB line whole (587 MB before refusing it), and in
+/// `--jsonArray` mode a document nested past serde_json's 128 levels ended the import. Now each
+/// document is read bounded: over the request body limit (256 KiB) it is skipped with a fixed
+/// buffer, past the deepest an entry can nest it is refused unparsed, both reported with their
+/// position, and the import goes on (exit 3). At the edges, in both modes: a document of exactly
+/// 256 KiB and one at the depth limit import, one byte more and one level more do not; an 8 MB
+/// document (4 million values) costs the import's peak memory less than 4 MiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_reads_one_bounded_document_at_a_time_and_goes_on_past_a_refused_one() {
+    use registry_db::import::{MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH};
+    let huge = format!(
+        r#"{{"container_registry_id":"huge","x":[{}1]}}"#,
+        "1,".repeat(4_000_000)
+    );
+    let docs = |with_huge: bool| {
+        let mut docs = vec![
+            entry_of_bytes("first", 300),
+            entry_of_bytes("edge-size", MAX_DOCUMENT_BYTES),
+            entry_of_bytes("over-size", MAX_DOCUMENT_BYTES + 1),
+        ];
+        if with_huge {
+            docs.push(huge.clone());
+        }
+        docs.extend([
+            entry_of_depth("edge-depth", MAX_DOCUMENT_DEPTH),
+            entry_of_depth("over-depth", MAX_DOCUMENT_DEPTH + 1),
+            entry_of_bytes("last", 300),
+            // More than the pipe and the reader's buffer hold after the documents measured.
+            entry_of_bytes("filler-1", 200_000),
+            entry_of_bytes("filler-2", 200_000),
+        ]);
+        docs
+    };
+    let over_size = format!(
+        "is {} bytes long, over the {MAX_DOCUMENT_BYTES} bytes a request body may hold (skipped unread)",
+        MAX_DOCUMENT_BYTES + 1
+    );
+    let over_depth = format!(
+        "nests deeper than {MAX_DOCUMENT_DEPTH} levels (an entry's metadata and config nest at most 16 levels; not parsed)"
+    );
+    for array in [false, true] {
+        let mut peaks = Vec::new();
+        for with_huge in [false, true] {
+            let docs = docs(with_huge);
+            let text = if array {
+                format!("[\n{}\n]\n", docs.join(",\n"))
+            } else {
+                docs.join("\n") + "\n"
+            };
+            let target = Target::embedded();
+            let (run, peak) = import_measured(&text, &target);
+            peaks.push(peak);
+            assert_eq!(run.code, 3, "{}", run.stdout);
+            let at = |n: usize| match array {
+                true => format!("entry {n}"),
+                false => format!("entry {n} (line {n})"),
+            };
+            let mut expected = vec![format!("refused {}: {over_size}", at(3))];
+            if with_huge {
+                expected.push(format!(
+                    "refused {}: is {} bytes long, over the {MAX_DOCUMENT_BYTES} bytes a request body may hold (skipped unread)",
+                    at(4),
+                    huge.len()
+                ));
+            }
+            let n = docs.len();
+            expected.push(format!("refused {}: {over_depth}", at(n - 3)));
+            expected.push(format!(
+                "imported 6, refused {}, duplicates 0 (0 already in the store, 0 repeated in the file), of {n} documents read",
+                n - 6
+            ));
+            assert_eq!(run.lines()[1..], expected, "array {array}");
+            let registry = target.registry().await;
+            for id in ["first", "edge-size", "edge-depth", "last", "filler-2"] {
+                assert!(stored(&registry, id).await.is_some(), "{id}");
+            }
+            for id in ["over-size", "huge", "over-depth"] {
+                assert!(stored(&registry, id).await.is_none(), "{id}");
+            }
+        }
+        println!(
+            "--jsonArray {array}: peak RSS {} KiB without the 8 MB document, {} KiB with it",
+            peaks[0], peaks[1]
+        );
+        assert!(
+            peaks[1] < peaks[0] + 4 * 1024,
+            "the 8 MB document took the import from {} KiB to {} KiB",
+            peaks[0],
+            peaks[1]
+        );
+    }
 }
