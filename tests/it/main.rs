@@ -34,6 +34,7 @@ mod query {
     mod stores;
 }
 mod store {
+    mod counts;
     mod dynalite_transactions;
     mod faults;
     mod pushdown;
