@@ -365,6 +365,43 @@ mod tests {
     }
 
     #[test]
+    fn word_searches_of_the_name_use_the_name_index() {
+        let w = |t: &str| json!({"container_registry_name": {"$regex": words::word_pattern(t), "$options": "i"}});
+        let got = |f: Value| match plan(f) {
+            Plan::Tags(p) => Some((p.set, p.exact)),
+            Plan::Scan => None,
+        };
+        assert_eq!(got(w("reg")), Some((TagSet::Word("reg".into()), true)));
+        // Past the prefix bound: the prefix's list, evaluated.
+        assert_eq!(
+            got(w("registrations1")),
+            Some((TagSet::Word("registration".into()), false))
+        );
+        let both = json!({"$and": [w("reg"), {"container_registry_tags": "gpu"}]});
+        assert_eq!(
+            got(both),
+            Some((
+                TagSet::Intersect(vec![TagSet::Word("reg".into()), tag("gpu")]),
+                true
+            ))
+        );
+        // Any other regex of the name, or this one without `i`, is evaluated on every entry.
+        for f in [
+            json!({"container_registry_name": {"$regex": "reg"}}),
+            json!({"container_registry_name": {"$regex": words::word_pattern("reg")}}),
+        ] {
+            assert_eq!(got(f), None);
+        }
+        // A store without the name index drops those parts, keeping a superset.
+        let set = TagSet::Intersect(vec![TagSet::Word("reg".into()), tag("gpu")]);
+        assert_eq!(set.tags_only(), Some(tag("gpu")));
+        assert_eq!(
+            TagSet::Union(vec![TagSet::Word("r".into()), tag("gpu")]).tags_only(),
+            None
+        );
+    }
+
+    #[test]
     fn conditions_the_index_cannot_answer_scan() {
         for f in [
             json!({}),

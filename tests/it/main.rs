@@ -37,6 +37,7 @@ mod store {
     mod counts;
     mod dynalite_transactions;
     mod faults;
+    mod name_index;
     mod pushdown;
     mod tag_index;
 }
