@@ -669,17 +669,19 @@ impl Store for EmbeddedStore {
                 let mut out = Vec::with_capacity(batch.len());
                 // The batch's counters change once, by the sum of its entries'.
                 let mut delta = CountDelta::default();
-                let none = Derived::default();
-                for item in batch {
-                    let (id, derived, bytes) = match item {
-                        Ok(item) => item,
-                        Err(e) => {
-                            out.push(Err(e));
-                            continue;
-                        }
-                    };
-                    {
-                        let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
+                {
+                    // Each table opened once for the batch (not once per entry).
+                    let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
+                    let mut tags = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+                    let mut names = txn.open_table(NAME_INDEX).map_err(unavailable)?;
+                    for item in batch {
+                        let (id, derived, bytes) = match item {
+                            Ok(item) => item,
+                            Err(e) => {
+                                out.push(Err(e));
+                                continue;
+                            }
+                        };
                         if table.get(id.as_str()).map_err(unavailable)?.is_some() {
                             out.push(Err(StoreError::AlreadyExists(id)));
                             continue;
@@ -687,9 +689,18 @@ impl Store for EmbeddedStore {
                         table
                             .insert(id.as_str(), bytes.as_slice())
                             .map_err(unavailable)?;
+                        for tag in &derived.tags {
+                            tags.insert((tag.as_str(), id.as_str()), ())
+                                .map_err(unavailable)?;
+                        }
+                        for w in &derived.words {
+                            names
+                                .insert((w.as_str(), id.as_str()), ())
+                                .map_err(unavailable)?;
+                        }
+                        delta.add(&derived.counts, 1);
+                        out.push(Ok(()));
                     }
-                    write_derived(&txn, &id, &none, &derived, &mut delta)?;
-                    out.push(Ok(()));
                 }
                 apply_counts(&txn, &delta)?;
                 let mark = cache.begin_write();
