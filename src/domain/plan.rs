@@ -1,4 +1,7 @@
-//! How a query reads the store: through the tag index, or by scanning every entry.
+//! How a query reads the store: through the tag index (and the name index, `domain::words`), or by
+//! scanning every entry. A name condition the name index answers is a [`TagSet::Word`] beside the
+//! tags, combined through the same union and intersection; a store without that index leaves it
+//! out ([`TagSet::tags_only`]).
 //!
 //! Both stores keep a tag index: one key `(tag, id)` per tag an entry carries, written atomically
 //! with the entry. A filter that names `container_registry_tags` with a condition the index can
