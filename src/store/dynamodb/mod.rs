@@ -213,7 +213,6 @@ pub struct DynamoStore {
     pushdown: TranslateOptions,
     index_ready: AtomicBool,
     counts_ready: AtomicBool,
-    counts_checked: AtomicBool,
     index_checked: Mutex<Option<Instant>>,
 }
 
@@ -360,7 +359,6 @@ impl DynamoStore {
             pushdown,
             index_ready: AtomicBool::new(false),
             counts_ready: AtomicBool::new(false),
-            counts_checked: AtomicBool::new(false),
             index_checked: Mutex::new(None),
         }
     }
@@ -1054,13 +1052,6 @@ impl Store for DynamoStore {
         owner: Option<&str>,
     ) -> Result<(), StoreError> {
         let id = &entry.container_registry_id;
-        // Once per process: a table found empty before its first entry gets its counts marker
-        // (tables made by the template rather than `ensure_table`).
-        if !self.counts_checked.swap(true, Ordering::AcqRel)
-            && let Err(e) = self.counts_ready().await
-        {
-            tracing::warn!(error = %e, "cannot read the kept counts' state");
-        }
         // The owner is an attribute of the item but not of the entry: `stored` reads items back
         // as entries, so it never reaches an answer.
         let mut item = to_item(entry)?;
