@@ -8,7 +8,8 @@
 #
 # Settings (environment): DURATION (wrk, default 10s), THREADS (2), CONNECTIONS (32), PASSES (20,
 # full passes of the unindexed filter), REQUESTS (30, sequential DynamoDB queries), INIT_RUNS (20,
-# Lambda cold starts), LAMBDA_ZIP=0 to skip the arm64 build (its sizes then read "not built").
+# Lambda cold starts), LAMBDA_ZIP=0 to skip the arm64 build (its sizes then read "not built"),
+# SIZES ("1000 1000000", the entries of issue 22's rows), REPEAT (20, requests per row there).
 # Benchmarks are not tests: scripts/test.sh never runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,4 +46,8 @@ export BENCH_HELLO=$target/release/examples/hello
 # arm64 does not run here: Lambda init is timed on the x86_64 build of the same code and profile.
 export BENCH_LAMBDA_BIN=$target/release/registry-db
 export BENCH_LAMBDA_DIR=$lambda_dir
-exec unshare -n scripts/bench/run.sh
+unshare -n scripts/bench/run.sh
+# Issue 22's rows: the store at 1,000 and at 1,000,000 entries (SIZES), import, start-up, the
+# front page, facets and a name search, peak RSS (scripts/bench/million.sh).
+step "1,000 and 1,000,000 entries"
+exec unshare -n bash -c 'ip link set lo up && exec scripts/bench/million.sh'

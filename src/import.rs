@@ -26,7 +26,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::config::{ImportArgs, StoreKind};
 use crate::domain::catalog::Catalog;
-use crate::domain::entry::ID;
+use crate::domain::entry::{ContainerRegistry, ID};
+use crate::domain::store::StoreError;
 use crate::error::AppError;
 use crate::query::type_name;
 use crate::state::AppState;
@@ -37,6 +38,11 @@ pub const MONGO_ID: &str = "_id";
 
 /// Documents read ahead of the store writes, as text (at most 4 MiB of them).
 const READ_AHEAD: usize = 16;
+/// Entries written per store batch: on the embedded store one redb transaction (one fsync) each.
+const IMPORT_BATCH: usize = 2000;
+/// A batch is written early once its documents' text passes this: however large the entries, a
+/// batch holds about this much (2,000 seed-sized entries are about 2 MB), never 2,000 of 256 KiB.
+const IMPORT_BATCH_BYTES: usize = 8 << 20;
 /// A progress line every this many documents, for long imports.
 const PROGRESS_EVERY: usize = 1000;
 
@@ -210,9 +216,12 @@ where
 
     let mut out = ImportReport::default();
     let mut seen: HashMap<String, Position> = HashMap::new();
+    let mut batch: Batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut batch_bytes = 0usize;
     while let Some(piece) = rx.recv().await {
         out.read += 1;
         let at = piece.at;
+        batch_bytes += piece.text.as_ref().map_or(0, Vec::len);
         let json = piece.text.and_then(|text| parse(&text));
         // Named in every report, even when the rest of the document is malformed.
         let id = json
@@ -229,38 +238,31 @@ where
                     if let Some(id) = &id {
                         seen.insert(id.clone(), at);
                     }
-                    match catalog.create(Value::Object(body)).await {
-                        Ok(_) => Ok(()),
-                        Err(AppError::Invalid(e)) => Err(Problem::Invalid(e.to_string())),
-                        Err(AppError::AlreadyExists(_)) => Err(Problem::InStore),
-                        Err(other) => {
-                            out.stopped = Some(format!(
-                                "the store failed at {at}: {other}{}; nothing after it was written (a re-run is safe)",
-                                match &other {
-                                    AppError::Store(detail) => format!(" ({detail})"),
-                                    _ => String::new(),
-                                }
-                            ));
-                            break;
-                        }
-                    }
+                    // The same validation as an API create; written with its batch.
+                    ContainerRegistry::from_create(Value::Object(body))
+                        .map_err(|e| Problem::Invalid(e.to_string()))
                 }
             },
         };
-        match result {
-            Ok(()) => out.imported += 1,
-            Err(problem) => {
-                match &problem {
-                    Problem::InStore => out.duplicates_in_store += 1,
-                    Problem::EarlierInFile(_) => out.duplicates_in_file += 1,
-                    Problem::Malformed(_) | Problem::Invalid(_) => out.refused += 1,
-                }
-                report(&Finding { at, id, problem });
-            }
+        // Findings wait with the batch, so that they are reported in the file's order.
+        batch.push((at, id, result));
+        if (batch.len() == IMPORT_BATCH || batch_bytes >= IMPORT_BATCH_BYTES)
+            && let Err(stop) = flush(catalog, &mut batch, &mut out, &mut report).await
+        {
+            out.stopped = Some(stop);
+            break;
+        }
+        if batch.is_empty() {
+            batch_bytes = 0;
         }
         if out.read % PROGRESS_EVERY == 0 {
             tracing::info!(read = out.read, imported = out.imported, "importing");
         }
+    }
+    if out.stopped.is_none()
+        && let Err(stop) = flush(catalog, &mut batch, &mut out, &mut report).await
+    {
+        out.stopped = Some(stop);
     }
     // Closing the receiver ends the reader at its next document when the store stopped us.
     drop(rx);
@@ -273,6 +275,71 @@ where
         out.stopped = Some(e);
     }
     out
+}
+
+/// Documents read and not yet written: each one's entry, or why it is not one.
+type Batch = Vec<(Position, Option<String>, Result<ContainerRegistry, Problem>)>;
+
+/// Writes the valid entries read so far in one store batch (on the embedded store one durable
+/// transaction: entries, tag and name index, counts) and records each one's outcome. `Err` is why
+/// the import must stop: the store failed, and nothing of this batch or after it was written.
+async fn flush<F: FnMut(&Finding)>(
+    catalog: &Catalog,
+    batch: &mut Batch,
+    out: &mut ImportReport,
+    report: &mut F,
+) -> Result<(), String> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<ContainerRegistry> = batch
+        .iter()
+        .filter_map(|(_, _, e)| e.as_ref().ok().cloned())
+        .collect();
+    let mut results = catalog.store().insert_many(&entries).await.into_iter();
+    for (at, id, read) in batch.drain(..) {
+        let result = match read {
+            Err(problem) => {
+                record(out, report, at, id, problem);
+                continue;
+            }
+            Ok(_) => results.next().unwrap_or_else(|| {
+                Err(StoreError::Unavailable(
+                    "the store answered fewer results than entries".into(),
+                ))
+            }),
+        };
+        match result {
+            Ok(()) => out.imported += 1,
+            Err(StoreError::AlreadyExists(_)) => record(out, report, at, id, Problem::InStore),
+            Err(other) => {
+                let other = AppError::from(other);
+                return Err(format!(
+                    "the store failed at {at}: {other}{}; nothing from it on was written (a re-run is safe)",
+                    match &other {
+                        AppError::Store(detail) => format!(" ({detail})"),
+                        _ => String::new(),
+                    }
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record<F: FnMut(&Finding)>(
+    out: &mut ImportReport,
+    report: &mut F,
+    at: Position,
+    id: Option<String>,
+    problem: Problem,
+) {
+    match &problem {
+        Problem::InStore => out.duplicates_in_store += 1,
+        Problem::EarlierInFile(_) => out.duplicates_in_file += 1,
+        Problem::Malformed(_) | Problem::Invalid(_) => out.refused += 1,
+    }
+    report(&Finding { at, id, problem });
 }
 
 /// A document as the earlier service stored it, made into a create body: an object, `_id`

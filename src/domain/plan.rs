@@ -1,4 +1,7 @@
-//! How a query reads the store: through the tag index, or by scanning every entry.
+//! How a query reads the store: through the tag index (and the name index, `domain::words`), or by
+//! scanning every entry. A name condition the name index answers is a [`TagSet::Word`] beside the
+//! tags, combined through the same union and intersection; a store without that index leaves it
+//! out ([`TagSet::tags_only`]).
 //!
 //! Both stores keep a tag index: one key `(tag, id)` per tag an entry carries, written atomically
 //! with the entry. A filter that names `container_registry_tags` with a condition the index can
@@ -16,14 +19,25 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::domain::entry::{MAX_TAG_CHARS, TAGS};
+use crate::domain::entry::{MAX_TAG_CHARS, NAME, TAGS};
+use crate::domain::words;
 use crate::query::{Cond, FieldFilter, Filter};
+
+/// One list an index holds: the entries carrying a tag, or those whose name has a word beginning
+/// with a prefix (the name index, `domain::words`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Term {
+    Tag(String),
+    Word(String),
+}
 
 /// A set of entries described by the tags they carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagSet {
     /// Entries that carry this tag.
     Tag(String),
+    /// Entries whose name has a word beginning with this prefix (a key of the name index).
+    Word(String),
     /// Entries in any of these sets (never empty).
     Union(Vec<TagSet>),
     /// Entries in all of these sets (never empty).
@@ -64,17 +78,20 @@ impl Plan {
 }
 
 impl TagSet {
-    /// Every tag the set names, each once, in order (the index lists a store must read).
-    pub fn tags(&self) -> Vec<&str> {
+    /// Every list the set names, each once, in order (the index lists a store must read).
+    pub fn terms(&self) -> Vec<Term> {
         let mut out = BTreeSet::new();
         self.collect(&mut out);
         out.into_iter().collect()
     }
 
-    fn collect<'a>(&'a self, out: &mut BTreeSet<&'a str>) {
+    fn collect(&self, out: &mut BTreeSet<Term>) {
         match self {
             TagSet::Tag(t) => {
-                out.insert(t);
+                out.insert(Term::Tag(t.clone()));
+            }
+            TagSet::Word(w) => {
+                out.insert(Term::Word(w.clone()));
             }
             TagSet::Union(sets) | TagSet::Intersect(sets) => {
                 sets.iter().for_each(|s| s.collect(out))
@@ -82,12 +99,36 @@ impl TagSet {
         }
     }
 
-    /// Whether an entry carrying `tags` is in the set.
-    pub fn contains(&self, tags: &dyn Fn(&str) -> bool) -> bool {
+    /// Whether an entry in exactly the lists `holds` says is in the set.
+    pub fn contains(&self, holds: &dyn Fn(&Term) -> bool) -> bool {
         match self {
-            TagSet::Tag(t) => tags(t),
-            TagSet::Union(sets) => sets.iter().any(|s| s.contains(tags)),
-            TagSet::Intersect(sets) => sets.iter().all(|s| s.contains(tags)),
+            TagSet::Tag(t) => holds(&Term::Tag(t.clone())),
+            TagSet::Word(w) => holds(&Term::Word(w.clone())),
+            TagSet::Union(sets) => sets.iter().any(|s| s.contains(holds)),
+            TagSet::Intersect(sets) => sets.iter().all(|s| s.contains(holds)),
+        }
+    }
+
+    /// The set with its name-index parts left out, for a store that keeps no name index: still a
+    /// superset of the filter's matches (a part of an intersection dropped, a union with such a
+    /// part not narrowed at all: `None`).
+    pub fn tags_only(&self) -> Option<TagSet> {
+        match self {
+            TagSet::Tag(_) => Some(self.clone()),
+            TagSet::Word(_) => None,
+            TagSet::Union(sets) => sets
+                .iter()
+                .map(TagSet::tags_only)
+                .collect::<Option<Vec<_>>>()
+                .map(TagSet::Union),
+            TagSet::Intersect(sets) => {
+                let mut kept: Vec<TagSet> = sets.iter().filter_map(TagSet::tags_only).collect();
+                match kept.len() {
+                    0 => None,
+                    1 => kept.pop(),
+                    _ => Some(TagSet::Intersect(kept)),
+                }
+            }
         }
     }
 }
@@ -139,6 +180,9 @@ fn tag_value(v: &Value) -> Option<String> {
 }
 
 fn field_plan(field: &FieldFilter) -> Option<TagPlan> {
+    if field.path.segments() == [NAME] {
+        return word_plan(&field.cond);
+    }
     if field.path.segments() != [TAGS] {
         return None;
     }
@@ -162,6 +206,20 @@ fn field_plan(field: &FieldFilter) -> Option<TagPlan> {
         _ => return None,
     };
     Some(TagPlan { set, exact: true })
+}
+
+/// A name condition the name index answers: the regex of [`words::word_pattern`], exactly for a
+/// term the index holds whole, as a superset for a longer one.
+fn word_plan(cond: &Cond) -> Option<TagPlan> {
+    let Cond::Regex(regex) = cond else {
+        return None;
+    };
+    let term = words::term_of(regex.pattern(), regex.options())?;
+    let (key, exact) = words::lookup_key(term);
+    Some(TagPlan {
+        set: TagSet::Word(key),
+        exact,
+    })
 }
 
 fn dedup(tags: Vec<String>) -> Vec<String> {
@@ -211,7 +269,7 @@ pub struct Merged<I = String> {
 /// an id or reaches its end), or the horizon would pass ids that list has not reached yet.
 pub fn merge<I: AsRef<str> + Clone>(
     set: &TagSet,
-    mut postings: BTreeMap<String, Posting<I>>,
+    mut postings: BTreeMap<Term, Posting<I>>,
 ) -> Merged<I> {
     debug_assert!(postings.values().all(|p| p.complete || !p.ids.is_empty()));
     // Ids beyond the shortest incomplete list are not known for every tag yet.
@@ -223,8 +281,13 @@ pub fn merge<I: AsRef<str> + Clone>(
         .map(str::to_owned);
     // One tag (the common case): its list, in order, is the answer; every id in it is within
     // its own horizon.
-    if let TagSet::Tag(tag) = set {
-        let ids = postings.remove(tag).map(|p| p.ids).unwrap_or_default();
+    if let TagSet::Tag(_) | TagSet::Word(_) = set {
+        let ids = set
+            .terms()
+            .first()
+            .and_then(|term| postings.remove(term))
+            .map(|p| p.ids)
+            .unwrap_or_default();
         return Merged { ids, horizon };
     }
     let mut candidates: Vec<&I> = postings
@@ -234,14 +297,14 @@ pub fn merge<I: AsRef<str> + Clone>(
         .collect();
     candidates.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
     candidates.dedup_by(|a, b| a.as_ref() == b.as_ref());
-    let carries = |id: &str, tag: &str| {
+    let carries = |id: &str, term: &Term| {
         postings
-            .get(tag)
+            .get(term)
             .is_some_and(|p| p.ids.binary_search_by(|x| x.as_ref().cmp(id)).is_ok())
     };
     let ids = candidates
         .into_iter()
-        .filter(|id| set.contains(&|tag| carries(id.as_ref(), tag)))
+        .filter(|id| set.contains(&|term| carries(id.as_ref(), term)))
         .cloned()
         .collect();
     Merged { ids, horizon }
@@ -305,6 +368,43 @@ mod tests {
     }
 
     #[test]
+    fn word_searches_of_the_name_use_the_name_index() {
+        let w = |t: &str| json!({"container_registry_name": {"$regex": words::word_pattern(t), "$options": "i"}});
+        let got = |f: Value| match plan(f) {
+            Plan::Tags(p) => Some((p.set, p.exact)),
+            Plan::Scan => None,
+        };
+        assert_eq!(got(w("reg")), Some((TagSet::Word("reg".into()), true)));
+        // Past the prefix bound: the prefix's list, evaluated.
+        assert_eq!(
+            got(w("registrations1")),
+            Some((TagSet::Word("registration".into()), false))
+        );
+        let both = json!({"$and": [w("reg"), {"container_registry_tags": "gpu"}]});
+        assert_eq!(
+            got(both),
+            Some((
+                TagSet::Intersect(vec![TagSet::Word("reg".into()), tag("gpu")]),
+                true
+            ))
+        );
+        // Any other regex of the name, or this one without `i`, is evaluated on every entry.
+        for f in [
+            json!({"container_registry_name": {"$regex": "reg"}}),
+            json!({"container_registry_name": {"$regex": words::word_pattern("reg")}}),
+        ] {
+            assert_eq!(got(f), None);
+        }
+        // A store without the name index drops those parts, keeping a superset.
+        let set = TagSet::Intersect(vec![TagSet::Word("reg".into()), tag("gpu")]);
+        assert_eq!(set.tags_only(), Some(tag("gpu")));
+        assert_eq!(
+            TagSet::Union(vec![TagSet::Word("r".into()), tag("gpu")]).tags_only(),
+            None
+        );
+    }
+
+    #[test]
     fn conditions_the_index_cannot_answer_scan() {
         for f in [
             json!({}),
@@ -336,8 +436,11 @@ mod tests {
     fn merge_stops_at_the_shortest_incomplete_list() {
         let set = TagSet::Union(vec![tag("a"), tag("b")]);
         let postings = BTreeMap::from([
-            ("a".to_string(), posting(&["1", "3", "5"], false)),
-            ("b".to_string(), posting(&["2", "4", "6", "8"], true)),
+            (Term::Tag("a".to_string()), posting(&["1", "3", "5"], false)),
+            (
+                Term::Tag("b".to_string()),
+                posting(&["2", "4", "6", "8"], true),
+            ),
         ]);
         let m = merge(&set, postings);
         assert_eq!(m.ids, ["1", "2", "3", "4", "5"]);
@@ -345,8 +448,11 @@ mod tests {
 
         let set = TagSet::Intersect(vec![tag("a"), tag("b")]);
         let postings = BTreeMap::from([
-            ("a".to_string(), posting(&["1", "3", "5", "7"], true)),
-            ("b".to_string(), posting(&["3", "4", "7"], true)),
+            (
+                Term::Tag("a".to_string()),
+                posting(&["1", "3", "5", "7"], true),
+            ),
+            (Term::Tag("b".to_string()), posting(&["3", "4", "7"], true)),
         ]);
         let m = merge(&set, postings);
         assert_eq!(m.ids, ["3", "7"]);
@@ -356,7 +462,10 @@ mod tests {
     #[test]
     fn one_tag_is_its_own_list() {
         for complete in [false, true] {
-            let postings = BTreeMap::from([("a".to_string(), posting(&["1", "3", "5"], complete))]);
+            let postings = BTreeMap::from([(
+                Term::Tag("a".to_string()),
+                posting(&["1", "3", "5"], complete),
+            )]);
             let m = merge(&tag("a"), postings);
             assert_eq!(m.ids, ["1", "3", "5"]);
             assert_eq!(m.horizon.as_deref(), (!complete).then_some("5"));

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use serde_json::Value;
 
+use super::counts::KeptCounts;
 use super::entry::ContainerRegistry;
 use super::history::{Day, DayCounts, ProbeSample};
 use super::plan::Plan;
@@ -106,6 +107,41 @@ pub struct ReindexReport {
     pub index_keys: usize,
     /// Index keys that pointed at an entry no longer carrying the tag, removed.
     pub stale_keys_removed: usize,
+    /// Name-index keys the entries call for (`domain::words`), where the store keeps that index.
+    pub name_keys: usize,
+    /// Name-index keys that no longer matched their entry's name, removed.
+    pub stale_name_keys_removed: usize,
+    /// Kept counters (`domain::counts`) that differed from a recount of the entries, and were set
+    /// to the recount.
+    pub counts_drifted: usize,
+    /// The first of them (at most `counts::DRIFT_SHOWN`): which counter, what was kept, what
+    /// the entries say.
+    pub drift: Vec<DriftedCount>,
+}
+
+/// One counter that `reindex` found off.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DriftedCount {
+    pub counter: String,
+    pub kept: i64,
+    pub recounted: i64,
+}
+
+impl ReindexReport {
+    /// Records the drift a recount found.
+    pub fn set_drift(&mut self, drift: &super::counts::CountDrift) {
+        self.counts_drifted = drift.keys.len();
+        self.drift = drift
+            .keys
+            .iter()
+            .take(super::counts::DRIFT_SHOWN)
+            .map(|(counter, kept, recounted)| DriftedCount {
+                counter: counter.clone(),
+                kept: *kept,
+                recounted: *recounted,
+            })
+            .collect();
+    }
 }
 
 /// An entry a sweep probes: its id and public URL, and what its stored health record says (so a
@@ -211,9 +247,16 @@ pub trait Store: Send + Sync + 'static {
         to: Day,
     ) -> Result<Vec<(Day, DayCounts)>, StoreError>;
 
-    /// Rebuilds the tag index from the entries (for a store that predates it, or to remove stale
-    /// keys). Safe to run while the service serves.
+    /// Rebuilds the tag index (and the name index and kept counts, where the store keeps them)
+    /// from the entries (for a store that predates them, or to remove stale keys and drift).
+    /// Safe to run while the service serves.
     async fn reindex(&self) -> Result<ReindexReport, StoreError>;
+
+    /// The counts the store keeps with every write (`domain::counts`), or `None` when it keeps
+    /// none (then totals are counted from the entries).
+    async fn kept_counts(&self) -> Result<Option<KeptCounts>, StoreError> {
+        Ok(None)
+    }
 
     /// Inserts a new entry with its owner record (`domain::owner`), kept beside the entry and
     /// never in its JSON. Stores that keep owners override this (and [`insert`](Self::insert)

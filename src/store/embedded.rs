@@ -1,6 +1,8 @@
 //! The embedded store: one redb file in the data folder. Entries are JSON under their id; the tag
-//! index holds one `(tag, id)` key per tag an entry carries, written in the same transaction as the
-//! entry, so the index is always exactly the entries' tags.
+//! index holds one `(tag, id)` key per tag an entry carries, the name index one `(prefix, id)` key
+//! per word prefix of its name (`domain::words`), and the counts table the kept counters
+//! (`domain::counts`), all written in the same transaction as the entry, so the indexes and counts
+//! are always exactly the entries'.
 //!
 //! redb commits are durable when `commit()` returns (fsync), so a write acknowledged to a client
 //! survives `kill -9`. redb serializes write transactions, so a compare-and-swap on the version inside
@@ -27,11 +29,14 @@ use super::chunk::ChunkText;
 use super::entry_cache::{
     CacheStats, CachedPosting, DEFAULT_ENTRY_CACHE_MIB, EntryCache, MAX_CACHED_POSTING, ReadStamp,
 };
+use super::plan::Term;
 use super::plan::{Plan, Posting, merge};
 use super::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
-use crate::domain::entry::ContainerRegistry;
+use crate::domain::counts::{self, CountDelta, CountReader, KeptCounts, Recount};
+use crate::domain::entry::{ContainerRegistry, RegistryType, StorageType};
 use crate::domain::history::{BUCKETS, Day, DayCounts, ProbeSample};
 use crate::domain::store::{LastHealth, ProbeTarget, unreadable};
+use crate::domain::words;
 use crate::health::{HealthStatus, ProbeResult};
 
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("container_registries");
@@ -45,6 +50,10 @@ const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
 const HISTORY: TableDefinition<(&str, i32), &[u8]> = TableDefinition::new("health_history");
 /// Store-wide facts, e.g. which version of the tag index the file holds.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `(word prefix, id) -> ()`: the name index (`domain::words`), in id order per prefix.
+const NAME_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("name_index");
+/// `counter -> count` (`domain::counts`): kept with every write.
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
 
 /// redb's page cache for one pass over every entry (see [`EmbeddedStore::open_for_bulk`]).
 pub const BULK_PAGE_CACHE: usize = 4 << 20;
@@ -53,7 +62,9 @@ pub const BULK_PAGE_CACHE: usize = 4 << 20;
 /// of a store of hundreds of MiB, and fits a 256 MiB pod beside the entry cache and the bodies.
 pub const DEFAULT_PAGE_CACHE_MIB: usize = 32;
 const META_TAG_INDEX: &str = "tag_index_version";
-const TAG_INDEX_VERSION: u64 = 1;
+/// 2: the tag index, the name index and the counts (a file of version 1 gets the last two built
+/// once, when it is first opened).
+const TAG_INDEX_VERSION: u64 = 2;
 const FILE_NAME: &str = "registry-db.redb";
 /// Room reserved at most, in entries, for what a read may collect.
 const PREALLOCATE: usize = 256;
@@ -128,15 +139,107 @@ fn remove_history(txn: &WriteTransaction, id: &str, before: Option<Day>) -> Resu
     Ok(())
 }
 
-/// Only the tags of a stored entry, without decoding the rest.
-fn stored_tags(id: &str, bytes: &[u8]) -> Result<Vec<String>, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct Tags {
-        container_registry_tags: Vec<String>,
+/// What the indexes and counts hold of an entry: its tags, its name's index keys, its counters.
+#[derive(Debug, Default)]
+struct Derived {
+    tags: Vec<String>,
+    words: Vec<String>,
+    counts: Vec<String>,
+}
+
+impl Derived {
+    fn of(entry: &ContainerRegistry, owned: bool) -> Derived {
+        Derived {
+            tags: entry.container_registry_tags.clone(),
+            words: words::index_keys(&entry.container_registry_name),
+            counts: counts::entry_keys(entry, owned),
+        }
     }
-    serde_json::from_slice::<Tags>(bytes)
-        .map(|t| t.container_registry_tags)
-        .map_err(|e| unreadable(id, e))
+}
+
+/// Only the fields of a stored entry the indexes and counts need, without decoding the rest.
+fn stored_derived(id: &str, bytes: &[u8], owned: bool) -> Result<Derived, StoreError> {
+    #[derive(serde::Deserialize, Default)]
+    struct Storage {
+        #[serde(default)]
+        registry_type: Option<RegistryType>,
+        #[serde(default)]
+        storage_type: Option<StorageType>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Health {
+        status: HealthStatus,
+    }
+    #[derive(serde::Deserialize)]
+    struct Facts {
+        container_registry_name: String,
+        container_registry_tags: Vec<String>,
+        #[serde(default)]
+        container_registry_storage_info: Storage,
+        #[serde(default)]
+        container_registry_health: Option<Health>,
+    }
+    let f = serde_json::from_slice::<Facts>(bytes).map_err(|e| unreadable(id, e))?;
+    let info = &f.container_registry_storage_info;
+    let counts = counts::keys_of(
+        &f.container_registry_tags,
+        info.registry_type
+            .map(crate::domain::catalog::registry_type_str),
+        info.storage_type
+            .map(crate::domain::catalog::storage_type_str),
+        f.container_registry_health.map(|h| h.status),
+        owned,
+    );
+    Ok(Derived {
+        words: words::index_keys(&f.container_registry_name),
+        tags: f.container_registry_tags,
+        counts,
+    })
+}
+
+/// Brings the tag index, the name index and (into `delta`) the counts of `id` from what `old`
+/// derived to what `new` does; returns the tags whose lists changed (for the cache to drop).
+fn write_derived(
+    txn: &WriteTransaction,
+    id: &str,
+    old: &Derived,
+    new: &Derived,
+    delta: &mut CountDelta,
+) -> Result<Vec<String>, StoreError> {
+    let changed = write_index(txn, id, &old.tags, &new.tags)?;
+    if old.words != new.words {
+        let mut index = txn.open_table(NAME_INDEX).map_err(unavailable)?;
+        for w in old.words.iter().filter(|w| !new.words.contains(w)) {
+            index.remove((w.as_str(), id)).map_err(unavailable)?;
+        }
+        for w in new.words.iter().filter(|w| !old.words.contains(w)) {
+            index.insert((w.as_str(), id), ()).map_err(unavailable)?;
+        }
+    }
+    delta.add(&old.counts, -1);
+    delta.add(&new.counts, 1);
+    Ok(changed)
+}
+
+/// Adds `delta` to the kept counters (a counter at 0 is removed).
+fn apply_counts(txn: &WriteTransaction, delta: &CountDelta) -> Result<(), StoreError> {
+    if delta.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(COUNTS).map_err(unavailable)?;
+    for (key, n) in delta.iter() {
+        let had = table
+            .get(key)
+            .map_err(unavailable)?
+            .map_or(0, |v| v.value());
+        let now = had.saturating_add_signed(n);
+        if now == 0 {
+            table.remove(key).map_err(unavailable)?;
+        } else {
+            table.insert(key, now).map_err(unavailable)?;
+        }
+    }
+    Ok(())
 }
 
 /// The owner record of `id` as `txn` sees it.
@@ -167,46 +270,132 @@ fn write_index(
     Ok(changed)
 }
 
-/// Rebuilds the whole index inside `txn`.
+/// Rebuilds the tag index, the name index and the counts inside `txn`, from the entries. Reads
+/// the entries once, holding only the counters in memory (not the index keys): keys the entries
+/// call for are inserted (an insert that finds the key counts it as present), and only when the
+/// index held keys beyond those does a second pass look for the stale ones.
 fn rebuild_index(txn: &WriteTransaction) -> Result<ReindexReport, StoreError> {
     let mut report = ReindexReport::default();
-    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    let owned: BTreeSet<String> = {
+        let owners = txn.open_table(OWNERS).map_err(unavailable)?;
+        let mut out = BTreeSet::new();
+        for row in owners.iter().map_err(unavailable)? {
+            out.insert(row.map_err(unavailable)?.0.value().to_string());
+        }
+        out
+    };
+    let mut recount = Recount::default();
+    let (tags_before, words_before) = {
+        let tags = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+        let names = txn.open_table(NAME_INDEX).map_err(unavailable)?;
+        (
+            tags.len().map_err(unavailable)?,
+            names.len().map_err(unavailable)?,
+        )
+    };
+    let (mut tags_present, mut words_present) = (0u64, 0u64);
     {
         let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+        let mut tags = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+        let mut names = txn.open_table(NAME_INDEX).map_err(unavailable)?;
         for row in entries.iter().map_err(unavailable)? {
             let (key, value) = row.map_err(unavailable)?;
             let id = key.value();
             report.entries += 1;
-            for tag in stored_tags(id, value.value())? {
-                wanted.insert((tag, id.to_string()));
+            let d = stored_derived(id, value.value(), owned.contains(id))?;
+            let mut distinct = d.tags.clone();
+            distinct.sort();
+            distinct.dedup();
+            for tag in &distinct {
+                report.index_keys += 1;
+                if tags
+                    .insert((tag.as_str(), id), ())
+                    .map_err(unavailable)?
+                    .is_some()
+                {
+                    tags_present += 1;
+                }
+            }
+            for w in &d.words {
+                report.name_keys += 1;
+                if names
+                    .insert((w.as_str(), id), ())
+                    .map_err(unavailable)?
+                    .is_some()
+                {
+                    words_present += 1;
+                }
+            }
+            recount.add(&d.counts);
+        }
+    }
+    if tags_before > tags_present {
+        report.stale_keys_removed = remove_stale(txn, TAG_INDEX, |d| &d.tags)?;
+    }
+    if words_before > words_present {
+        report.stale_name_keys_removed = remove_stale(txn, NAME_INDEX, |d| &d.words)?;
+    }
+    let kept = {
+        let table = txn.open_table(COUNTS).map_err(unavailable)?;
+        let mut kept = BTreeMap::new();
+        for row in table.iter().map_err(unavailable)? {
+            let (k, v) = row.map_err(unavailable)?;
+            kept.insert(k.value().to_string(), v.value() as i64);
+        }
+        kept
+    };
+    let drift = recount.drift_from(&kept);
+    if !drift.keys.is_empty() {
+        let mut table = txn.open_table(COUNTS).map_err(unavailable)?;
+        for (key, _, now) in &drift.keys {
+            if *now == 0 {
+                table.remove(key.as_str()).map_err(unavailable)?;
+            } else {
+                table
+                    .insert(key.as_str(), *now as u64)
+                    .map_err(unavailable)?;
             }
         }
     }
-    report.index_keys = wanted.len();
-    let mut index = txn.open_table(TAG_INDEX).map_err(unavailable)?;
-    let mut stale = Vec::new();
-    for row in index.iter().map_err(unavailable)? {
-        let (key, _) = row.map_err(unavailable)?;
-        let (tag, id) = key.value();
-        if !wanted.remove(&(tag.to_string(), id.to_string())) {
-            stale.push((tag.to_string(), id.to_string()));
-        }
-    }
-    for (tag, id) in &stale {
-        index
-            .remove((tag.as_str(), id.as_str()))
-            .map_err(unavailable)?;
-    }
-    for (tag, id) in &wanted {
-        index
-            .insert((tag.as_str(), id.as_str()), ())
-            .map_err(unavailable)?;
-    }
-    report.stale_keys_removed = stale.len();
+    report.set_drift(&drift);
     let mut meta = txn.open_table(META).map_err(unavailable)?;
     meta.insert(META_TAG_INDEX, TAG_INDEX_VERSION)
         .map_err(unavailable)?;
     Ok(report)
+}
+
+/// Removes the keys of `index` whose entry is gone or no longer calls for them (`keys` says
+/// which it calls for); returns how many.
+fn remove_stale(
+    txn: &WriteTransaction,
+    index: TableDefinition<(&str, &str), ()>,
+    keys: impl Fn(&Derived) -> &Vec<String>,
+) -> Result<usize, StoreError> {
+    let mut stale = Vec::new();
+    {
+        let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+        let table = txn.open_table(index).map_err(unavailable)?;
+        for row in table.iter().map_err(unavailable)? {
+            let (key, _) = row.map_err(unavailable)?;
+            let (k, id) = key.value();
+            let wanted = match entries.get(id).map_err(unavailable)? {
+                Some(v) => keys(&stored_derived(id, v.value(), false)?)
+                    .iter()
+                    .any(|x| x == k),
+                None => false,
+            };
+            if !wanted {
+                stale.push((k.to_string(), id.to_string()));
+            }
+        }
+    }
+    let mut table = txn.open_table(index).map_err(unavailable)?;
+    for (k, id) in &stale {
+        table
+            .remove((k.as_str(), id.as_str()))
+            .map_err(unavailable)?;
+    }
+    Ok(stale.len())
 }
 
 /// Reads one tag's index list after `after`: at most `max` ids.
@@ -216,7 +405,18 @@ fn posting(
     after: Option<&str>,
     max: usize,
 ) -> Result<Posting, StoreError> {
-    let index = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+    posting_in(txn, TAG_INDEX, tag, after, max)
+}
+
+/// Reads one list of `table` (the tag or the name index) after `after`: at most `max` ids.
+fn posting_in(
+    txn: &ReadTransaction,
+    table: TableDefinition<(&str, &str), ()>,
+    tag: &str,
+    after: Option<&str>,
+    max: usize,
+) -> Result<Posting, StoreError> {
+    let index = txn.open_table(table).map_err(unavailable)?;
     let lower = match after {
         Some(id) => Bound::Excluded((tag, id)),
         None => Bound::Included((tag, "")),
@@ -444,13 +644,17 @@ impl EmbeddedStore {
                 {
                     return Err(StoreError::VersionConflict);
                 }
-                let old_tags = current.container_registry_tags.clone();
+                // Owners do not change here: the owned counter is the same on both sides.
+                let old = Derived::of(&current, false);
                 let (out, new) = f(current)?;
                 if let Some(new) = new {
                     table
                         .insert(id.as_str(), encode(&new)?.as_slice())
                         .map_err(unavailable)?;
-                    changed = write_index(&txn, &id, &old_tags, &new.container_registry_tags)?;
+                    let mut delta = CountDelta::default();
+                    changed =
+                        write_derived(&txn, &id, &old, &Derived::of(&new, false), &mut delta)?;
+                    apply_counts(&txn, &delta)?;
                 }
                 out
             };
@@ -476,7 +680,7 @@ impl Store for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let owner = owner.map(str::to_string);
         let id = entry.container_registry_id.clone();
-        let tags = entry.container_registry_tags.clone();
+        let derived = Derived::of(entry, owner.is_some());
         let bytes = encode(entry)?;
         let cache = self.cache.clone();
         self.blocking(move |db| {
@@ -497,7 +701,9 @@ impl Store for EmbeddedStore {
                 }
                 .map_err(unavailable)?;
             }
-            let changed = write_index(&txn, &id, &[], &tags)?;
+            let mut delta = CountDelta::default();
+            let changed = write_derived(&txn, &id, &Derived::default(), &derived, &mut delta)?;
+            apply_counts(&txn, &delta)?;
             let mark = cache.begin_write();
             txn.commit().map_err(unavailable)?;
             mark.committed(&id, changed.iter().map(String::as_str));
@@ -514,7 +720,7 @@ impl Store for EmbeddedStore {
             match encode(entry) {
                 Ok(bytes) => batch.push(Ok((
                     entry.container_registry_id.clone(),
-                    entry.container_registry_tags.clone(),
+                    Derived::of(entry, false),
                     bytes,
                 ))),
                 Err(e) => batch.push(Err(e)),
@@ -526,16 +732,21 @@ impl Store for EmbeddedStore {
             .blocking(move |db| {
                 let txn = db.begin_write().map_err(unavailable)?;
                 let mut out = Vec::with_capacity(batch.len());
-                for item in batch {
-                    let (id, tags, bytes) = match item {
-                        Ok(item) => item,
-                        Err(e) => {
-                            out.push(Err(e));
-                            continue;
-                        }
-                    };
-                    {
-                        let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
+                // The batch's counters change once, by the sum of its entries'.
+                let mut delta = CountDelta::default();
+                {
+                    // Each table opened once for the batch (not once per entry).
+                    let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
+                    let mut tags = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+                    let mut names = txn.open_table(NAME_INDEX).map_err(unavailable)?;
+                    for item in batch {
+                        let (id, derived, bytes) = match item {
+                            Ok(item) => item,
+                            Err(e) => {
+                                out.push(Err(e));
+                                continue;
+                            }
+                        };
                         if table.get(id.as_str()).map_err(unavailable)?.is_some() {
                             out.push(Err(StoreError::AlreadyExists(id)));
                             continue;
@@ -543,10 +754,20 @@ impl Store for EmbeddedStore {
                         table
                             .insert(id.as_str(), bytes.as_slice())
                             .map_err(unavailable)?;
+                        for tag in &derived.tags {
+                            tags.insert((tag.as_str(), id.as_str()), ())
+                                .map_err(unavailable)?;
+                        }
+                        for w in &derived.words {
+                            names
+                                .insert((w.as_str(), id.as_str()), ())
+                                .map_err(unavailable)?;
+                        }
+                        delta.add(&derived.counts, 1);
+                        out.push(Ok(()));
                     }
-                    write_index(&txn, &id, &[], &tags)?;
-                    out.push(Ok(()));
                 }
+                apply_counts(&txn, &delta)?;
                 let mark = cache.begin_write();
                 txn.commit().map_err(unavailable)?;
                 // New entries are in no cached list of a tag they carry: drop the lists.
@@ -632,15 +853,17 @@ impl Store for EmbeddedStore {
             {
                 return Err(StoreError::VersionConflict);
             }
-            txn.open_table(OWNERS)
+            let owned = txn
+                .open_table(OWNERS)
                 .map_err(unavailable)?
                 .remove(id.as_str())
-                .map_err(unavailable)?;
+                .map_err(unavailable)?
+                .is_some();
             let removed = {
                 let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
                 let removed = table.remove(id.as_str()).map_err(unavailable)?;
                 match removed {
-                    Some(bytes) => Some(stored_tags(&id, bytes.value())?),
+                    Some(bytes) => Some(stored_derived(&id, bytes.value(), owned)?),
                     None => None,
                 }
             };
@@ -648,7 +871,12 @@ impl Store for EmbeddedStore {
             // The history goes with the entry, in the same transaction.
             remove_history(&txn, &id, None)?;
             let changed = match removed {
-                Some(tags) => write_index(&txn, &id, &tags, &[])?,
+                Some(old) => {
+                    let mut delta = CountDelta::default();
+                    let changed = write_derived(&txn, &id, &old, &Derived::default(), &mut delta)?;
+                    apply_counts(&txn, &delta)?;
+                    changed
+                }
                 None => Vec::new(),
             };
             let mark = cache.begin_write();
@@ -715,13 +943,32 @@ impl Store for EmbeddedStore {
                 Plan::Tags(tag_plan) => {
                     // One key more than needed per list tells whether more follow.
                     let mut lists = Vec::new();
-                    for tag in tag_plan.set.tags() {
-                        let part = self.tag_list(&mut txn, stamp, tag, after, max_entries + 1)?;
-                        lists.push((tag, part));
+                    for term in tag_plan.set.terms() {
+                        let part = match &term {
+                            Term::Tag(tag) => {
+                                self.tag_list(&mut txn, stamp, tag, after, max_entries + 1)?
+                            }
+                            // Name lists are read from redb (not cached): a prefix's list may be
+                            // long, and the cache's lists are the tags'.
+                            Term::Word(w) => {
+                                let read = posting_in(
+                                    begun(db, &mut txn)?,
+                                    NAME_INDEX,
+                                    w,
+                                    after,
+                                    max_entries + 1,
+                                )?;
+                                let mut part =
+                                    ListPart::of(boxed(&read.ids), None, max_entries + 1);
+                                part.complete = read.complete;
+                                part
+                            }
+                        };
+                        lists.push((term, part));
                     }
-                    let postings: BTreeMap<String, Posting<&str>> = lists
+                    let postings: BTreeMap<Term, Posting<&str>> = lists
                         .iter()
-                        .map(|(tag, part)| (tag.to_string(), part.posting()))
+                        .map(|(term, part)| (term.clone(), part.posting()))
                         .collect();
                     let index_keys = lists.iter().map(|(_, part)| part.range.len()).sum();
                     let merged = merge(&tag_plan.set, postings);
@@ -918,6 +1165,19 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn kept_counts(&self) -> Result<Option<KeptCounts>, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(COUNTS).map_err(unavailable)?;
+            let mut reader = CountReader::default();
+            for row in table.iter().map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                reader.add(k.value(), v.value());
+            }
+            Ok(Some(reader.finish()))
+        })
+    }
+
     async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
         self.read(|db| {
             let txn = db.begin_read().map_err(unavailable)?;
@@ -959,6 +1219,11 @@ impl Store for EmbeddedStore {
                 .map_err(unavailable)?
                 .insert(id.as_str(), owner.as_str())
                 .map_err(unavailable)?;
+            if expected.is_none() {
+                let mut delta = CountDelta::default();
+                delta.add(&[counts::OWNED.to_string()], 1);
+                apply_counts(&txn, &delta)?;
+            }
             txn.commit().map_err(unavailable)?;
             Ok(true)
         })
@@ -1020,6 +1285,17 @@ impl EmbeddedStore {
     /// The entry cache's hits, misses and size, for tests and diagnostics.
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+
+    /// Sets a kept counter to `count` without touching the entries: drift, for tests of
+    /// `reindex`, which must find and repair it.
+    pub fn set_counter_for_test(&self, key: &str, count: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        txn.open_table(COUNTS)
+            .map_err(unavailable)?
+            .insert(key, count)
+            .map_err(unavailable)?;
+        txn.commit().map_err(unavailable)
     }
 
     /// Index keys held, for tests and diagnostics.

@@ -193,6 +193,10 @@ impl Store for Metered {
         counted("reindex", &self.calls.reindex, self.inner.reindex().await)
     }
 
+    async fn kept_counts(&self) -> Result<Option<crate::domain::counts::KeptCounts>, StoreError> {
+        self.inner.kept_counts().await
+    }
+
     async fn export(
         &self,
         out: tokio::sync::mpsc::Sender<crate::domain::store::Exported>,

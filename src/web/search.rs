@@ -10,6 +10,7 @@ use crate::domain::entry::{
     HEALTH, MAX_KEY_CHARS, MAX_TAG_CHARS, MAX_TAGS, METADATA, NAME, RegistryType, STORAGE_INFO,
     StorageType, TAGS,
 };
+use crate::domain::words;
 use crate::error::AppError;
 use crate::health::HealthStatus;
 use crate::query::Filter;
@@ -190,11 +191,27 @@ impl Search {
             });
         }
         let mut clauses: Vec<Value> = Vec::new();
+        // Each word of the search must begin a word of the name (`domain::words`): the regex the
+        // name index answers. A search word with no letter or digit at all stays a plain
+        // substring match (evaluated on every entry).
+        let mut terms: Vec<String> = Vec::new();
         for word in self.q.split_whitespace() {
-            clauses.push(field(
-                NAME,
-                json!({"$regex": regex::escape(word), "$options": "i"}),
-            ));
+            let split = words::words(word);
+            if split.is_empty() {
+                clauses.push(field(
+                    NAME,
+                    json!({"$regex": regex::escape(word), "$options": "i"}),
+                ));
+            }
+            for term in split {
+                if !terms.contains(&term) {
+                    clauses.push(field(
+                        NAME,
+                        json!({"$regex": words::word_pattern(&term), "$options": "i"}),
+                    ));
+                    terms.push(term);
+                }
+            }
         }
         if !self.tags.is_empty() {
             clauses.push(field(TAGS, json!({ "$all": self.tags })));
@@ -419,18 +436,21 @@ mod tests {
     }
 
     #[test]
-    fn words_become_escaped_case_insensitive_regexes() {
-        let f = search("q=a.b+(c%5D").filter_json().unwrap();
+    fn words_begin_words_of_the_name() {
+        let f = search("q=a.b+(c%5D+A+.").filter_json().unwrap();
+        let w = |t: &str| json!({"container_registry_name": {"$regex": words::word_pattern(t), "$options": "i"}});
         assert_eq!(
             f,
             json!({"$and": [
-                {"container_registry_name": {"$regex": "a\\.b", "$options": "i"}},
-                {"container_registry_name": {"$regex": "\\(c\\]", "$options": "i"}},
+                w("a"), w("b"), w("c"),
+                {"container_registry_name": {"$regex": "\\.", "$options": "i"}},
             ]})
         );
-        let filter = search("q=A.B").filter().unwrap();
-        assert!(filter.matches(&json!({"container_registry_name": "xa.by"})));
-        assert!(!filter.matches(&json!({"container_registry_name": "xaxby"})));
+        let filter = search("q=Reg-7").filter().unwrap();
+        assert!(filter.matches(&json!({"container_registry_name": "my registry-77"})));
+        assert!(filter.matches(&json!({"container_registry_name": "7 REGISTRY"})));
+        assert!(!filter.matches(&json!({"container_registry_name": "myregistry-77"})));
+        assert!(!filter.matches(&json!({"container_registry_name": "registry-x77"})));
     }
 
     #[test]

@@ -197,7 +197,8 @@ async fn reindex_command_rebuilds_the_tag_index_of_a_data_folder() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         report,
-        json!({"entries": 3, "index_keys": 3, "stale_keys_removed": 0})
+        json!({"entries": 3, "index_keys": 3, "stale_keys_removed": 0, "name_keys": 6,
+               "stale_name_keys_removed": 0, "counts_drifted": 0, "drift": []})
     );
     let server = start(&["--data", data], &[]);
     let (_, page) = send(

@@ -35,8 +35,10 @@ mod query {
     mod stores;
 }
 mod store {
+    mod counts;
     mod dynalite_transactions;
     mod faults;
+    mod name_index;
     mod pushdown;
     mod tag_index;
 }

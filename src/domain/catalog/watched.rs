@@ -46,7 +46,7 @@ impl Store for Watched {
     }
 
     async fn insert_many(&self, entries: &[ContainerRegistry]) -> Vec<Result<(), StoreError>> {
-        self.inner.insert_many(entries).await
+        self.wrote(self.inner.insert_many(entries).await)
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
@@ -143,6 +143,10 @@ impl Store for Watched {
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {
         self.wrote(self.inner.reindex().await)
+    }
+
+    async fn kept_counts(&self) -> Result<Option<crate::domain::counts::KeptCounts>, StoreError> {
+        self.inner.kept_counts().await
     }
 
     fn get_cached_into(&self, id: &str, out: &mut bytes::BytesMut) -> bool {

@@ -57,8 +57,9 @@ use bytes::Bytes;
 use serde_dynamo::aws_sdk_dynamodb_1 as dynamo;
 
 use self::filter::TranslateOptions;
-use super::plan::{Plan, Posting, TagPlan, merge, storable_tag};
+use super::plan::{Plan, Posting, TagPlan, Term, merge, storable_tag};
 use super::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError, StoredEntry};
+use crate::domain::counts::{self, CountDelta, CountReader, KeptCounts, Recount};
 use crate::domain::entry::{ContainerRegistry, HEALTH, ID, OWNER, PUBLIC_URL, TAGS, VERSION};
 use crate::domain::history::{Day, DayCounts, KEPT_DAYS, ProbeSample, bucket_of};
 use crate::domain::store::{LastHealth, ProbeTarget};
@@ -92,8 +93,35 @@ fn bucket_attr(i: usize) -> String {
 const INDEX_MARKER_TAG: &str =
     "registry-db: the tag index is complete (not a tag: longer than a tag may be)";
 const INDEX_MARKER_ID: &str = "index";
+/// Beside it, the item that says the kept counts cover every entry.
+const COUNTS_MARKER_ID: &str = "counts";
 /// How long a store that found its index incomplete scans before looking again.
 const INDEX_RECHECK: Duration = Duration::from_secs(30);
+
+/// Kept counts (`domain::counts`) live in the tag index table too, in [`COUNT_SHARDS`] partitions
+/// whose keys are longer than any tag: one item per tag counter (sort key `t:<tag>`) and one item
+/// of the other counters ([`TOTALS_ITEM`], an attribute per counter). Every write adds its delta
+/// with `ADD` inside its own `TransactWriteItems`, to one shard picked at random, so a retry under
+/// the same `ClientRequestToken` never adds twice, and a read sums the shards.
+///
+/// Why shards: every write changes the entry total. One item takes at most 1,000 write units a
+/// second (a partition's limit), and a transactional write of an item under 1 KB costs 2, so one
+/// counter item would cap the whole table at 500 writes a second, and concurrent transactions on
+/// it cancel each other (TransactionConflict). 16 shards: 8,000 writes a second.
+pub const COUNT_SHARDS: u32 = 16;
+/// The sort key of a shard's item of the counters other than tags.
+const TOTALS_ITEM: &str = "totals";
+/// The count attribute of a tag counter item.
+const COUNT_ATTR: &str = "n";
+
+/// The partition of one shard of the kept counts (never a tag: longer than a tag may be).
+pub fn counts_partition(shard: u32) -> String {
+    format!("registry-db: kept counts, shard {shard:02} (not a tag: longer than a tag may be)")
+}
+
+fn is_counts_partition(tag: &str) -> bool {
+    tag.starts_with("registry-db: kept counts, shard ")
+}
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
 pub const MAX_TRANSACT_ACTIONS: usize = 100;
@@ -206,6 +234,7 @@ pub struct DynamoStore {
     health_write_milliunits: AtomicU64,
     pushdown: TranslateOptions,
     index_ready: AtomicBool,
+    counts_ready: AtomicBool,
     index_checked: Mutex<Option<Instant>>,
 }
 
@@ -397,6 +426,7 @@ impl DynamoStore {
             health_write_milliunits: AtomicU64::new(0),
             pushdown,
             index_ready: AtomicBool::new(false),
+            counts_ready: AtomicBool::new(false),
             index_checked: Mutex::new(None),
         }
     }
@@ -451,6 +481,7 @@ impl DynamoStore {
             .await?;
         if index_created && entries_created {
             self.mark_index_complete().await?;
+            self.mark_counts_complete().await?;
         }
         Ok(())
     }
@@ -581,6 +612,54 @@ impl DynamoStore {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Whether the kept counts cover every entry: their marker is there (written by `reindex`,
+    /// or when the table was found empty), so no entry predates them. Until then `{}` is counted
+    /// from the entries, as any filter.
+    async fn counts_ready(&self) -> Result<bool, StoreError> {
+        if self.counts_ready.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let marker = self
+            .client
+            .get_item()
+            .table_name(&self.tag_table)
+            .set_key(Some(index_key(INDEX_MARKER_TAG, COUNTS_MARKER_ID)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        if marker.item.is_some() {
+            self.counts_ready.store(true, Ordering::Release);
+            return Ok(true);
+        }
+        let probe = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        if probe.items.as_ref().is_none_or(Vec::is_empty) && probe.last_evaluated_key.is_none() {
+            self.mark_counts_complete().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn mark_counts_complete(&self) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tag_table)
+            .set_item(Some(index_key(INDEX_MARKER_TAG, COUNTS_MARKER_ID)))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        self.counts_ready.store(true, Ordering::Release);
+        Ok(())
     }
 
     async fn mark_index_complete(&self) -> Result<(), StoreError> {
@@ -732,6 +811,127 @@ impl DynamoStore {
         }
         backoff(attempt).await;
         attempt + 1 < ATTEMPTS && !write.out_of_time()
+    }
+
+    /// The `ADD`s of `delta` to one shard: one action for the tag counters each, one for the rest.
+    fn count_actions(
+        &self,
+        delta: &CountDelta,
+        shard: u32,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let partition = counts_partition(shard);
+        let mut actions = Vec::new();
+        let mut totals = Update::builder()
+            .table_name(&self.tag_table)
+            .set_key(Some(index_key(&partition, TOTALS_ITEM)));
+        let mut adds = Vec::new();
+        for (i, (key, d)) in delta.iter().enumerate() {
+            if key.starts_with("t:") {
+                let update = Update::builder()
+                    .table_name(&self.tag_table)
+                    .set_key(Some(index_key(&partition, key)))
+                    .update_expression("ADD #n :d")
+                    .expression_attribute_names("#n", COUNT_ATTR)
+                    .expression_attribute_values(":d", AttributeValue::N(d.to_string()))
+                    .build()
+                    .map_err(build_error)?;
+                actions.push(TransactWriteItem::builder().update(update).build());
+            } else {
+                adds.push(format!("#c{i} :c{i}"));
+                totals = totals
+                    .expression_attribute_names(format!("#c{i}"), key)
+                    .expression_attribute_values(
+                        format!(":c{i}"),
+                        AttributeValue::N(d.to_string()),
+                    );
+            }
+        }
+        if !adds.is_empty() {
+            let update = totals
+                .update_expression(format!("ADD {}", adds.join(", ")))
+                .build()
+                .map_err(build_error)?;
+            actions.insert(0, TransactWriteItem::builder().update(update).build());
+        }
+        Ok(actions)
+    }
+
+    /// Every kept counter, summed over the shards (consistent reads, shards in parallel).
+    async fn read_counters(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let shards = (0..COUNT_SHARDS).map(|shard| async move {
+            let mut out = Vec::new();
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.tag_table)
+                    .key_condition_expression("#t = :p")
+                    .expression_attribute_names("#t", TAG)
+                    .expression_attribute_values(":p", s(&counts_partition(shard)))
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                for item in page.items.unwrap_or_default() {
+                    let Some(key) = string_attr(&item, KEY) else {
+                        continue;
+                    };
+                    let number =
+                        |v: &AttributeValue| v.as_n().ok().and_then(|n| n.parse::<i64>().ok());
+                    if key == TOTALS_ITEM {
+                        for (name, v) in &item {
+                            if name != TAG
+                                && name != KEY
+                                && let Some(n) = number(v)
+                            {
+                                out.push((name.clone(), n));
+                            }
+                        }
+                    } else if let Some(n) = item.get(COUNT_ATTR).and_then(number) {
+                        out.push((key, n));
+                    }
+                }
+                match page.last_evaluated_key {
+                    Some(key) => start = Some(key),
+                    None => return Ok::<_, StoreError>(out),
+                }
+            }
+        });
+        let all = futures::future::try_join_all(shards).await?;
+        Ok(counts::sum_shards(all.into_iter().flatten()))
+    }
+
+    /// The stored verdict of `id`: `None` when there is no entry, `Some(None)` when never probed.
+    async fn stored_status(
+        &self,
+        id: &str,
+    ) -> Result<Option<Option<crate::health::HealthStatus>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(id)))
+            .consistent_read(true)
+            .projection_expression("#id, #h.#hs")
+            .expression_attribute_names("#id", KEY)
+            .expression_attribute_names("#h", HEALTH)
+            .expression_attribute_names("#hs", "status")
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let status = match item.get(HEALTH) {
+            Some(AttributeValue::M(m)) => m
+                .get("status")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|st| serde_json::from_value(serde_json::Value::String(st.clone())).ok()),
+            _ => None,
+        };
+        Ok(Some(status))
     }
 
     fn put_index(&self, tag: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
@@ -910,16 +1110,15 @@ impl DynamoStore {
         max_entries: usize,
         max_bytes: usize,
     ) -> Result<ScanChunk, StoreError> {
-        let tags = plan.set.tags();
+        let terms = plan.set.terms();
         // One key more than needed per list tells whether more follow.
-        let postings = futures::future::try_join_all(
-            tags.iter()
-                .map(|tag| self.posting(tag, after, max_entries + 1)),
-        )
+        let postings = futures::future::try_join_all(terms.iter().map(|term| match term {
+            Term::Tag(tag) => self.posting(tag, after, max_entries + 1),
+            Term::Word(_) => unreachable!("scan leaves name parts out of the plan"),
+        }))
         .await?;
         let index_keys = postings.iter().map(|p| p.ids.len()).sum();
-        let postings: BTreeMap<String, Posting> =
-            tags.iter().map(|t| t.to_string()).zip(postings).collect();
+        let postings: BTreeMap<Term, Posting> = terms.into_iter().zip(postings).collect();
         let merged = merge(&plan.set, postings);
         let mut candidates = Vec::new();
         let mut bytes = 0;
@@ -996,6 +1195,18 @@ impl DynamoStore {
     }
 }
 
+fn pick_shard() -> u32 {
+    rand::random_range(0..COUNT_SHARDS)
+}
+
+/// Tags `new` carries that `old` does not (index items a replace puts).
+fn new_tags_added(old: &ContainerRegistry, new: &ContainerRegistry) -> usize {
+    new.container_registry_tags
+        .iter()
+        .filter(|t| !old.container_registry_tags.contains(t))
+        .count()
+}
+
 async fn backoff(attempt: u32) {
     let ms = rand::random_range(0..=(5u64 << attempt.min(6)));
     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -1031,6 +1242,10 @@ impl Store for DynamoStore {
         for tag in &entry.container_registry_tags {
             actions.push(self.put_index(tag, id)?);
         }
+        // 1 + 48 index items + 1 + 48 tag counters: within the 100 actions.
+        let mut delta = CountDelta::default();
+        delta.add(&counts::entry_keys(entry, owner.is_some()), 1);
+        actions.extend(self.count_actions(&delta, pick_shard())?);
         let mut write = Write::new();
         for attempt in 0.. {
             match self.transact(&mut write, actions.clone()).await? {
@@ -1114,6 +1329,23 @@ impl Store for DynamoStore {
             .build()
             .map_err(build_error)?;
         let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+        // The counts change by what the entry's fields change (health and owner stay as they
+        // are, so they cancel out): the stored entry is `old`, the version condition says so.
+        let delta = CountDelta::between(
+            &counts::entry_keys(old, false),
+            &counts::entry_keys(new, false),
+        );
+        let mut count_actions = self.count_actions(&delta, pick_shard())?;
+        // Only an update that swaps most of 48 tags needs more than 100 actions: its last tag
+        // counters follow in a transaction of their own (`reindex` repairs them should the
+        // process stop in between).
+        let room = MAX_TRANSACT_ACTIONS.saturating_sub(1 + new_tags_added(old, new));
+        let spill_counts = if count_actions.len() > room {
+            count_actions.split_off(room)
+        } else {
+            Vec::new()
+        };
+        actions.extend(count_actions);
         let (old_tags, new_tags) = (&old.container_registry_tags, &new.container_registry_tags);
         for tag in new_tags.iter().filter(|t| !old_tags.contains(t)) {
             actions.push(self.put_index(tag, id)?);
@@ -1144,6 +1376,9 @@ impl Store for DynamoStore {
             };
             match outcome {
                 Outcome::Done => {
+                    if !spill_counts.is_empty() {
+                        self.transact(&mut Write::new(), spill_counts).await?;
+                    }
                     if !spill.is_empty() {
                         self.delete_index_items(spill).await?;
                     }
@@ -1166,19 +1401,18 @@ impl Store for DynamoStore {
 
     async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
         let mut write = Write::new();
+        // One shard for every try: a request repeated under its token must be the same request.
+        let shard = pick_shard();
         let mut last_version = None;
         for attempt in 0.. {
             // The index items to delete are the stored entry's tags, at the version read.
+            // The whole item: the counts it leaves are its tags, types, verdict and owner.
             let out = self
                 .client
                 .get_item()
                 .table_name(&self.table)
                 .set_key(Some(key_of(id)))
                 .consistent_read(true)
-                .projection_expression("#t, #v, #o")
-                .expression_attribute_names("#t", TAGS)
-                .expression_attribute_names("#v", VERSION)
-                .expression_attribute_names("#o", OWNER)
                 .send()
                 .await
                 .map_err(sdk_error)?;
@@ -1198,26 +1432,44 @@ impl Store for DynamoStore {
             let version = item.get(VERSION).cloned().unwrap_or_else(|| n(0));
             // Another version makes another request, which must not reuse the token.
             if last_version
-                .replace(version.clone())
-                .is_some_and(|last| last != version)
+                .replace((version.clone(), item.get(HEALTH).cloned()))
+                .is_some_and(|last| last != (version.clone(), item.get(HEALTH).cloned()))
             {
                 write.renew_token();
             }
+            let has_owner = string_attr(&item, OWNER).is_some();
+            let entry = from_item(item.clone())?;
+            // A probe records health without a new version: the verdict read is in the condition
+            // too, so the counts this delete takes away are the stored entry's.
+            let status = entry.container_registry_health.as_ref().map(|h| h.status);
             let delete = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key_of(id)))
                 .expression_attribute_names("#v", VERSION)
+                .expression_attribute_names("#h", HEALTH)
                 .expression_attribute_values(":v", version);
+            let (delete, health_cond) = match status {
+                Some(status) => (
+                    delete
+                        .expression_attribute_names("#hs", "status")
+                        .expression_attribute_values(":hs", s(status.as_str())),
+                    "#h.#hs = :hs",
+                ),
+                None => (delete, "attribute_not_exists(#h)"),
+            };
             let delete = match owner {
-                None => delete.condition_expression("#v = :v"),
+                None => delete.condition_expression(format!("#v = :v AND {health_cond}")),
                 Some(owner) => delete
-                    .condition_expression("#v = :v AND #o = :o")
+                    .condition_expression(format!("#v = :v AND #o = :o AND {health_cond}"))
                     .expression_attribute_names("#o", OWNER)
                     .expression_attribute_values(":o", s(owner)),
             }
             .build()
             .map_err(build_error)?;
             let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
+            let mut delta = CountDelta::default();
+            delta.add(&counts::entry_keys(&entry, has_owner), -1);
+            actions.extend(self.count_actions(&delta, shard)?);
             let mut spill = Vec::new();
             for tag in item_tags(&item) {
                 if actions.len() < MAX_TRANSACT_ACTIONS {
@@ -1249,10 +1501,15 @@ impl Store for DynamoStore {
 
     async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
         match request.plan {
-            Plan::Tags(plan) if self.index_ready().await => {
-                self.scan_index(plan, request.after, request.max_entries, request.max_bytes)
-                    .await
-            }
+            // No name index here: a plan's name parts are left out (a superset, evaluated).
+            Plan::Tags(plan) if self.index_ready().await => match plan.set.tags_only() {
+                Some(set) => {
+                    let plan = TagPlan { set, exact: false };
+                    self.scan_index(&plan, request.after, request.max_entries, request.max_bytes)
+                        .await
+                }
+                None => self.scan_table(request, true).await,
+            },
             _ => self.scan_table(request, true).await,
         }
     }
@@ -1299,30 +1556,85 @@ impl Store for DynamoStore {
     }
 
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError> {
+        let new_status = health.status;
         let health = dynamo::to_attribute_value(health).map_err(|e| {
             StoreError::Unavailable(format!("cannot encode the health result: {e}"))
         })?;
         // One UpdateItem touches only the health field, so it never races an owner's update. A
         // retry of it after a lost answer is the same write again and its condition still holds:
-        // unlike the entry's writes, it needs no token and no read back. DynamoDB bills it by the
-        // whole item's size all the same: the catalog calls it only when the record changes.
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(id)))
-            .update_expression("SET #h = :h")
-            .condition_expression("attribute_exists(#id)")
-            .expression_attribute_names("#h", HEALTH)
-            .expression_attribute_names("#id", KEY)
-            .expression_attribute_values(":h", health)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        if let Ok(out) = &result {
-            self.count_write_units(out.consumed_capacity());
+        // unlike the entry's writes, it needs no token and no read back. It is conditional on the
+        // verdict read just before; when the verdict changes, the verdict counters move in the
+        // same transaction.
+        let mut write = Write::new();
+        let shard = pick_shard();
+        for attempt in 0..ATTEMPTS {
+            let Some(old_status) = self.stored_status(id).await? else {
+                return Ok(false);
+            };
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_of(id)))
+                .update_expression("SET #h = :h")
+                .expression_attribute_names("#h", HEALTH)
+                .expression_attribute_names("#id", KEY)
+                .expression_attribute_values(":h", health.clone());
+            let update = match old_status {
+                Some(old) => update
+                    .condition_expression("attribute_exists(#id) AND #h.#hs = :old")
+                    .expression_attribute_names("#hs", "status")
+                    .expression_attribute_values(":old", s(old.as_str())),
+                None => update
+                    .condition_expression("attribute_exists(#id) AND attribute_not_exists(#h)"),
+            }
+            .build()
+            .map_err(build_error)?;
+            let outcome = if old_status == Some(new_status) {
+                let mut item = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(update.key))
+                    .update_expression(update.update_expression)
+                    .set_condition_expression(update.condition_expression)
+                    .set_expression_attribute_values(update.expression_attribute_values);
+                for (k, v) in update.expression_attribute_names.unwrap_or_default() {
+                    item = item.expression_attribute_names(k, v);
+                }
+                let result = item
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await;
+                if let Ok(out) = &result {
+                    self.count_write_units(out.consumed_capacity());
+                }
+                if condition_held(result)? {
+                    Outcome::Done
+                } else {
+                    Outcome::ConditionFailed
+                }
+            } else {
+                let status_key = |st: Option<crate::health::HealthStatus>| {
+                    counts::keys_of(&[], None, None, st, false)
+                };
+                let delta =
+                    CountDelta::between(&status_key(old_status), &status_key(Some(new_status)));
+                let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+                actions.extend(self.count_actions(&delta, shard)?);
+                match self.transact(&mut write, actions).await? {
+                    // Our own earlier try may have applied (its answer lost): the next read says.
+                    Outcome::ConditionFailed => {
+                        write.renew_token();
+                        Outcome::ConditionFailed
+                    }
+                    other => other,
+                }
+            };
+            match outcome {
+                Outcome::Done => return Ok(true),
+                _ => backoff(attempt).await,
+            }
         }
-        condition_held(result)
+        Err(StoreError::VersionConflict)
     }
 
     async fn record_probe(
@@ -1403,18 +1715,15 @@ impl Store for DynamoStore {
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {
         let mut report = ReindexReport::default();
-        // 1. Every entry's id, tags and version.
+        // 1. Every entry's id, tags and version, and the counters it contributes to.
         let mut entries: HashMap<String, (Vec<String>, AttributeValue)> = HashMap::new();
+        let mut recount = Recount::default();
         let mut start = None;
         loop {
             let out = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .projection_expression("#id, #t, #v")
-                .expression_attribute_names("#id", KEY)
-                .expression_attribute_names("#t", TAGS)
-                .expression_attribute_names("#v", VERSION)
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -1422,6 +1731,10 @@ impl Store for DynamoStore {
                 .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 if let Some(id) = string_attr(&item, KEY) {
+                    let owned = string_attr(&item, OWNER).is_some();
+                    if let Ok(entry) = from_item(item.clone()) {
+                        recount.add(&counts::entry_keys(&entry, owned));
+                    }
                     let version = item.get(VERSION).cloned().unwrap_or_else(|| n(0));
                     entries.insert(id, (item_tags(&item), version));
                 }
@@ -1463,7 +1776,7 @@ impl Store for DynamoStore {
                 else {
                     continue;
                 };
-                if tag == INDEX_MARKER_TAG {
+                if tag == INDEX_MARKER_TAG || is_counts_partition(&tag) {
                     continue;
                 }
                 let (wanted, guard) = match entries.get(&id) {
@@ -1504,8 +1817,25 @@ impl Store for DynamoStore {
                 None => break,
             }
         }
-        // 4. From now on queries may trust the index.
+        // 4. The kept counts: each counter that differs from the recount is moved by the
+        // difference (an ADD to one shard). Writes during the recount may make it differ from
+        // the truth by what they changed: run it while writes are quiet for an exact repair.
+        let kept = self.read_counters().await?;
+        let drift = recount.drift_from(&kept);
+        let mut delta = CountDelta::default();
+        for (key, had, now) in &drift.keys {
+            delta.add(std::slice::from_ref(key), now - had);
+        }
+        let mut actions = self.count_actions(&delta, 0)?;
+        while !actions.is_empty() {
+            let rest = actions.split_off(actions.len().min(MAX_TRANSACT_ACTIONS));
+            self.transact(&mut Write::new(), actions).await?;
+            actions = rest;
+        }
+        report.set_drift(&drift);
+        // 5. From now on queries may trust the index, and the facets of `{}` the counts.
         self.mark_index_complete().await?;
+        self.mark_counts_complete().await?;
         Ok(report)
     }
 
@@ -1550,6 +1880,17 @@ impl Store for DynamoStore {
         Ok(counts.into_iter().sum())
     }
 
+    async fn kept_counts(&self) -> Result<Option<KeptCounts>, StoreError> {
+        if !self.counts_ready().await? {
+            return Ok(None);
+        }
+        let mut reader = CountReader::default();
+        for (key, n) in self.read_counters().await? {
+            reader.add(&key, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(Some(reader.finish()))
+    }
+
     async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
         // A consistent read on every call, nothing kept in the process: a rotation through any
         // instance counts for every other at once.
@@ -1592,7 +1933,49 @@ impl Store for DynamoStore {
                 update.condition_expression("attribute_exists(#id) AND attribute_not_exists(#o)")
             }
         };
-        if condition_held(update.send().await)? {
+        let held = match expected {
+            Some(_) => condition_held(update.send().await)?,
+            // A first owner: the owned counter moves with it, in one transaction.
+            None => {
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key_of(id)))
+                    .update_expression("SET #o = :new")
+                    .expression_attribute_names("#id", KEY)
+                    .expression_attribute_names("#o", OWNER)
+                    .expression_attribute_values(":new", s(owner))
+                    .condition_expression("attribute_exists(#id) AND attribute_not_exists(#o)")
+                    .build()
+                    .map_err(build_error)?;
+                let mut delta = CountDelta::default();
+                delta.add(&[counts::OWNED.to_string()], 1);
+                let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+                actions.extend(self.count_actions(&delta, pick_shard())?);
+                let mut write = Write::new();
+                let mut held = false;
+                for attempt in 0..ATTEMPTS {
+                    match self.transact(&mut write, actions.clone()).await? {
+                        Outcome::Done => {
+                            held = true;
+                            break;
+                        }
+                        // Ours, applied with its answer lost, when the owner is now this one.
+                        Outcome::ConditionFailed => {
+                            held = write.maybe_applied
+                                && self.owner(id).await?.flatten().as_deref() == Some(owner);
+                            break;
+                        }
+                        outcome => {
+                            if !self.again(&mut write, &outcome, attempt).await {
+                                break;
+                            }
+                        }
+                    }
+                }
+                held
+            }
+        };
+        if held {
             return Ok(true);
         }
         match self.owner(id).await? {
