@@ -201,6 +201,8 @@ struct Write {
     token: String,
     started: Instant,
     maybe_applied: bool,
+    /// Write units the transactions of this write consumed, as DynamoDB reported them.
+    units: f64,
 }
 
 impl Write {
@@ -210,6 +212,7 @@ impl Write {
             token: uuid::Uuid::new_v4().to_string(),
             started: Instant::now(),
             maybe_applied: false,
+            units: 0.0,
         }
     }
 
@@ -450,11 +453,15 @@ impl DynamoStore {
 
     fn count_write_units(&self, consumed: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>) {
         if let Some(units) = consumed.and_then(|c| c.capacity_units()) {
-            let milli = (units * 1000.0).round().max(0.0) as u64;
-            self.health_write_milliunits
-                .fetch_add(milli, Ordering::Relaxed);
-            crate::metrics::dynamodb_write_units(units);
+            self.count_health_units(units);
         }
+    }
+
+    fn count_health_units(&self, units: f64) {
+        let milli = (units * 1000.0).round().max(0.0) as u64;
+        self.health_write_milliunits
+            .fetch_add(milli, Ordering::Relaxed);
+        crate::metrics::dynamodb_write_units(units);
     }
 
     /// Creates the entries table, the tag index table and the health history table (with TTL on
@@ -744,6 +751,7 @@ impl DynamoStore {
             .transact_write_items()
             .client_request_token(&write.token)
             .set_transact_items(Some(actions))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .customize()
             .interceptor(tries.clone())
             .send()
@@ -752,7 +760,14 @@ impl DynamoStore {
             write.maybe_applied = true;
         }
         let err = match result {
-            Ok(_) => return Ok(Outcome::Done),
+            Ok(out) => {
+                write.units += out
+                    .consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units())
+                    .sum::<f64>();
+                return Ok(Outcome::Done);
+            }
             Err(err) => err,
         };
         if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
@@ -1630,7 +1645,11 @@ impl Store for DynamoStore {
                 }
             };
             match outcome {
-                Outcome::Done => return Ok(true),
+                Outcome::Done => {
+                    // A changed verdict's transaction: the entry, the verdict counters.
+                    self.count_health_units(write.units);
+                    return Ok(true);
+                }
                 _ => backoff(attempt).await,
             }
         }
