@@ -1445,14 +1445,16 @@ impl Store for DynamoStore {
                 return Err(StoreError::VersionConflict);
             }
             let version = item.get(VERSION).cloned().unwrap_or_else(|| n(0));
+            let stored_owner = string_attr(&item, OWNER);
             // Another version makes another request, which must not reuse the token.
+            let read = (version.clone(), item.get(HEALTH).cloned(), stored_owner.clone());
             if last_version
-                .replace((version.clone(), item.get(HEALTH).cloned()))
-                .is_some_and(|last| last != (version.clone(), item.get(HEALTH).cloned()))
+                .replace(read.clone())
+                .is_some_and(|last| last != read)
             {
                 write.renew_token();
             }
-            let has_owner = string_attr(&item, OWNER).is_some();
+            let has_owner = stored_owner.is_some();
             let entry = from_item(item.clone())?;
             // A probe records health without a new version: the verdict read is in the condition
             // too, so the counts this delete takes away are the stored entry's.
@@ -1472,13 +1474,17 @@ impl Store for DynamoStore {
                 ),
                 None => (delete, "attribute_not_exists(#h)"),
             };
-            let delete = match owner {
-                None => delete.condition_expression(format!("#v = :v AND {health_cond}")),
-                Some(owner) => delete
+            // The owner as read is in the condition whoever deletes: a first owner set meanwhile
+            // (which makes no new version) would otherwise leave the `owned` count one high.
+            let delete = match &stored_owner {
+                None => delete.condition_expression(format!(
+                    "#v = :v AND attribute_not_exists(#o) AND {health_cond}"
+                )),
+                Some(stored) => delete
                     .condition_expression(format!("#v = :v AND #o = :o AND {health_cond}"))
-                    .expression_attribute_names("#o", OWNER)
-                    .expression_attribute_values(":o", s(owner)),
+                    .expression_attribute_values(":o", s(stored)),
             }
+            .expression_attribute_names("#o", OWNER)
             .build()
             .map_err(build_error)?;
             let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
