@@ -23,6 +23,7 @@ mod lambda {
     mod events;
 }
 mod memory;
+mod oci;
 mod owners;
 mod ops {
     mod export;
