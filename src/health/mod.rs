@@ -71,7 +71,7 @@ pub mod target;
 
 pub use challenge::parse_challenge;
 pub use guard::{AddressPolicy, Refusal, Rule, RuntimeApi, parse_deny_item};
-pub use oci::{ImageStatus, ManifestRead, Platform, Read};
+pub use oci::{ImageLookup, ImageStatus, ManifestRead, Platform, Read};
 pub use probe::{ProbeBusy, ProbeConfig, Prober, USER_AGENT, is_probe_user_agent, probe_url};
 pub use reference::{ImageRef, ReferenceError, Target};
 pub use resolve::{DnsResolver, ResolveFailed, Resolver, StaticResolver};

@@ -168,6 +168,51 @@ impl ManifestRead {
     }
 }
 
+/// The answer to an image lookup: what `GET /container_registry/{id}/image` and
+/// `POST /container_registries/images` answer for one registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImageLookup {
+    /// What a user pulls: `<image prefix>/NAME:TAG` or `<image prefix>/NAME@DIGEST`.
+    pub reference: String,
+    pub status: ImageStatus,
+    /// The manifest's digest (`Docker-Content-Digest`, or the body's sha256 when read).
+    pub digest: Option<String>,
+    pub media_type: Option<String>,
+    /// The platforms of an index, when asked for with `platforms=true`.
+    pub platforms: Option<Vec<Platform>>,
+    /// When the registry was asked, RFC 3339 UTC.
+    pub checked_at: String,
+    /// What went wrong, in words; absent when found.
+    pub error: Option<String>,
+    /// The rule that refused the lookup: an address-policy rule or one of the OCI client's
+    /// (`token-realm-scheme`, `token-realm-redirect`, `token-answer-size`, `manifest-redirect`,
+    /// `manifest-size`, `index-entries`, `manifest-digest`).
+    pub refused_by: Option<String>,
+}
+
+impl ImageLookup {
+    pub fn from_read(reference: String, read: ManifestRead) -> ImageLookup {
+        ImageLookup {
+            reference: cap(&reference, MAX_URL_BYTES),
+            status: read.status,
+            digest: read.digest,
+            media_type: read.media_type,
+            platforms: read.platforms,
+            checked_at: read.checked_at,
+            error: read.error,
+            refused_by: read.refused_by,
+        }
+    }
+
+    /// A registry answered as one: found or credentials_required (the API answers 200).
+    pub fn answered(&self) -> bool {
+        matches!(
+            self.status,
+            ImageStatus::Found | ImageStatus::CredentialsRequired
+        )
+    }
+}
+
 /// Why a read stopped short of a manifest.
 struct Stop {
     status: ImageStatus,

@@ -6,6 +6,7 @@
 
 mod facets;
 mod health;
+mod images;
 mod owners;
 mod query;
 mod ready;
@@ -39,6 +40,7 @@ pub use self::facets::{
     NEVER_CHECKED, registry_type_str, storage_type_str,
 };
 pub use self::health::{CheckPolicy, DEFAULT_PROBE_COOLDOWN, HealthCheck, PROBE_SLOT_WAIT};
+pub use self::images::{ImageBatchItem, ImageCheck, MAX_IMAGE_BATCH, MAX_KEPT_LOOKUPS};
 pub use self::query::{DEFAULT_PAGE_LIMIT, MAX_PAGE_BYTES, MAX_PAGE_LIMIT, Page};
 
 /// Work bound per query request: at most this many stored entries examined. A selective filter
@@ -64,6 +66,8 @@ pub struct Catalog {
     /// The check of each entry in progress in this process: concurrent checks of one entry join it
     /// instead of probing again (single flight).
     flights: Arc<Mutex<HashMap<String, Flight>>>,
+    /// Image lookups kept and in progress (`images.rs`).
+    images: Arc<self::images::ImageLookups>,
 }
 
 impl From<StoreError> for AppError {
@@ -89,6 +93,7 @@ impl Catalog {
             prober,
             checks: CheckPolicy::default(),
             flights: Arc::default(),
+            images: Arc::default(),
         }
     }
 
