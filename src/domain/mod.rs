@@ -5,6 +5,7 @@ pub mod entry;
 pub mod owner;
 pub mod plan;
 pub mod store;
+pub mod verification;
 
 /// How big an entry is (a part of what an entry is), at its old path too.
 pub use entry::size;

@@ -11,6 +11,7 @@ mod owners;
 mod query;
 mod ready;
 pub mod tag_counts;
+mod verification;
 mod watched;
 
 use std::collections::HashMap;

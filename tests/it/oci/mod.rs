@@ -12,6 +12,7 @@ use crate::support::{self, loopback_config};
 mod client;
 mod hostile;
 mod lookups;
+mod verification;
 
 /// Every read here runs only where loopback is the whole network.
 async fn read(prober: &Prober, url: &str, repo: &str, target: &str, how: Read) -> ManifestRead {
