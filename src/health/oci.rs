@@ -57,6 +57,9 @@ pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_INDEX_ENTRIES: usize = 1000;
 /// A token realm's answer is read up to this many bytes.
 pub const MAX_TOKEN_ANSWER_BYTES: usize = 64 * 1024;
+/// Manifest bodies read at once per prober (and its clones): 16 of 4 MiB, 64 MiB at most. A read
+/// waits for one within its timeout; `HEAD` lookups read no body and never wait.
+pub const MAX_MANIFEST_READS: usize = 16;
 /// Platforms answered for one index at most (an index within [`MAX_INDEX_ENTRIES`]).
 pub const MAX_PLATFORMS: usize = MAX_INDEX_ENTRIES;
 
@@ -265,6 +268,11 @@ pub fn manifest_url(public_url: &str, repository: &str, target: &Target) -> Resu
 }
 
 impl Prober {
+    /// Manifest bodies being read now (at most [`MAX_MANIFEST_READS`]).
+    pub fn manifest_reads_in_use(&self) -> usize {
+        MAX_MANIFEST_READS - self.manifest_reads.available_permits()
+    }
+
     /// Reads one manifest, waiting as long as it takes for a probe slot; every outcome is a
     /// [`ManifestRead`], within the probe timeout once the slot is held.
     pub async fn read_manifest(
@@ -717,6 +725,14 @@ impl Prober {
         if content_length(&response).is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
             return Err(too_big());
         }
+        // Held until the body is parsed and dropped, at the end of this function.
+        let _reading = self.manifest_reads.acquire().await.map_err(|_| {
+            Stop::new(
+                ImageStatus::Unreachable,
+                None,
+                "the prober is closing".into(),
+            )
+        })?;
         let (body, cut) = read_capped(&mut response, MAX_MANIFEST_BYTES, deadline).await;
         if cut {
             return Err(if body.len() >= MAX_MANIFEST_BYTES {

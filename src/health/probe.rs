@@ -130,6 +130,9 @@ pub struct Prober {
     pub(super) policy: Arc<AddressPolicy>,
     /// One permit per probe in flight, shared by every clone: on-demand checks and sweeps together.
     pub(super) slots: Arc<Semaphore>,
+    /// Manifest bodies being read at once (`oci::MAX_MANIFEST_READS`), so that reads of up to
+    /// 4 MiB each hold at most 64 MiB together, whatever the slots allow.
+    pub(super) manifest_reads: Arc<Semaphore>,
 }
 
 impl fmt::Debug for Prober {
@@ -195,6 +198,7 @@ impl Prober {
             cfg: Arc::new(cfg),
             policy,
             slots,
+            manifest_reads: Arc::new(Semaphore::new(super::oci::MAX_MANIFEST_READS)),
         }
     }
 

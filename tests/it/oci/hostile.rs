@@ -329,3 +329,57 @@ async fn an_html_page_at_the_manifest_path_is_not_an_image() {
         "hashes to",
     );
 }
+
+#[tokio::test]
+async fn at_most_16_manifest_bodies_are_read_at_once() {
+    use registry_db::health::oci::MAX_MANIFEST_READS;
+    // Headers and a first part of a 1 MiB body, then nothing: each read holds its body open.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = stalled.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = stalled.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {INDEX}\r\nContent-Length: 1048576\r\n\r\n{{\"manifests\":["
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            h.lock().unwrap().push(socket);
+        }
+    });
+    let p = prober(60_000);
+    let url = format!("http://{addr}");
+    let reads: Vec<_> = (0..MAX_MANIFEST_READS + 4)
+        .map(|i| {
+            let (p, url) = (p.clone(), url.clone());
+            tokio::spawn(
+                async move { read(&p, &url, "app", &format!("t{i}"), Read::Platforms).await },
+            )
+        })
+        .collect();
+    // Every read has its answer's head; 16 are reading bodies, the other 4 wait.
+    let wait_until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while held.lock().unwrap().len() < MAX_MANIFEST_READS + 4
+        || p.manifest_reads_in_use() < MAX_MANIFEST_READS
+    {
+        assert!(
+            tokio::time::Instant::now() < wait_until,
+            "the reads did not all start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(p.manifest_reads_in_use(), MAX_MANIFEST_READS);
+    // the bodies break off: every read ends, and the permits are back
+    server.abort();
+    held.lock().unwrap().clear();
+    for r in reads {
+        let result = r.await.unwrap();
+        assert_eq!(result.status, ImageStatus::NotRegistry, "{result:#?}");
+        assert!(result.error.unwrap().contains("broke off"));
+    }
+    assert_eq!(p.manifest_reads_in_use(), 0);
+}
