@@ -370,3 +370,40 @@ async fn answers_are_kept_for_the_cooldown_and_rate_limited_like_checks() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_registry_page_has_a_check_an_image_form_that_answers_the_lookup() {
+    support::require_loopback_only_network();
+    let registry = OciRegistry::start(Mode::Open);
+    let layout = OciLayout::new();
+    let plain = layout.add_manifest("plain", &[]);
+    push(&layout, "plain", &registry.url, "app:1.0", None);
+    let (store, _dir) = support::embedded_store();
+    let app = app_with(store, None);
+    let id = create(&app, "paged", &registry.url, host(&registry.url)).await;
+
+    let page = axum::http::Request::get(format!("/registries/{id}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.clone(), page).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let html = String::from_utf8(bytes.to_vec()).unwrap();
+    let action =
+        format!(r#"<form id="image-form" method="get" action="/container_registry/{id}/image">"#);
+    assert!(html.contains(&action), "{html}");
+    assert!(html.contains(r#"name="ref""#) && html.contains(r#"name="platforms" value="true""#));
+    // what the browser sends when the form is submitted without JavaScript
+    let (status, body) = call(
+        &app,
+        "GET",
+        &format!("/container_registry/{id}/image?ref=app%3A1.0"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["digest"], plain.digest);
+}
