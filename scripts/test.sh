@@ -24,11 +24,13 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 
 if [ "$install" = 1 ]; then
-  step "system packages (docker-registry, htpasswd, openssl, iproute2, chromium and its driver, promtool)"
+  step "system packages (docker-registry, htpasswd, openssl, skopeo, iproute2, chromium and its driver, promtool)"
   missing=()
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
   command -v openssl >/dev/null || missing+=(openssl)
+  # skopeo pushes the OCI test images into docker-registry (tests/it/oci/).
+  command -v skopeo >/dev/null || missing+=(skopeo)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v unshare >/dev/null || missing+=(util-linux)
   command -v node >/dev/null || missing+=(nodejs npm)

@@ -1,7 +1,7 @@
 //! The one error type of the service and the stable machine-readable code of each case. What an
 //! error is over HTTP (its status, the JSON envelope, the headers) is the API's: `api/error.rs`.
 
-use crate::health::ProbeResult;
+use crate::health::{ImageLookup, ImageStatus, ProbeResult};
 use crate::query::QueryError;
 
 /// The `Retry-After` (seconds) of every 503: the store's client has already retried with backoff
@@ -87,6 +87,10 @@ pub enum AppError {
     /// The registry did not answer as an OCI registry; the probe result travels in `data`.
     #[error("{}", .0.error.clone().unwrap_or_else(|| "the registry did not answer as an OCI registry".into()))]
     Unhealthy(Box<ProbeResult>),
+    /// An image lookup that found no image (404) or no registry answer (502); the lookup travels
+    /// in `data`.
+    #[error("{}", .0.error.clone().unwrap_or_else(|| format!("{} is {}", .0.reference, .0.status)))]
+    Image(Box<ImageLookup>),
     /// A bound of the local server is reached (see `server::conn`): try again after
     /// `retry_after_secs`.
     #[error("the server is at its limit of {what}; try again in {retry_after_secs} s")]
@@ -126,6 +130,12 @@ impl AppError {
             AppError::Unhealthy(r) if r.reachable => "not_a_registry",
             AppError::Unhealthy(r) if r.refused_by.is_some() => "probe_refused",
             AppError::Unhealthy(_) => "unreachable",
+            AppError::Image(l) => match l.status {
+                ImageStatus::NotFound => "image_not_found",
+                ImageStatus::NotRegistry => "not_a_registry",
+                _ if l.refused_by.is_some() => "probe_refused",
+                _ => "unreachable",
+            },
             AppError::Busy { .. } => "server_busy",
             AppError::BodyTimeout(_) => "body_timeout",
             AppError::RequestTimeout(_) => "request_timeout",

@@ -27,6 +27,10 @@ impl AppError {
             AppError::TooManyProbes { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unhealthy(_) => StatusCode::BAD_GATEWAY,
+            AppError::Image(l) if l.status == crate::health::ImageStatus::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            AppError::Image(_) => StatusCode::BAD_GATEWAY,
             AppError::Store(_) | AppError::Busy { .. } | AppError::RequestTimeout(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -40,6 +44,7 @@ fn data(e: &AppError) -> Option<Value> {
     match e {
         AppError::Invalid(e) => Some(json!({ "field": e.field })),
         AppError::Unhealthy(r) => serde_json::to_value(r).ok(),
+        AppError::Image(l) => serde_json::to_value(l).ok(),
         _ => None,
     }
 }

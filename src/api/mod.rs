@@ -26,11 +26,12 @@ use self::schema::*;
 use crate::access::WritePolicy;
 use crate::access::rate_limit::Limited;
 use crate::domain::catalog::Facets;
+use crate::domain::catalog::MAX_IMAGE_BATCH;
 use crate::domain::catalog::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::domain::history::{DEFAULT_ANSWER_DAYS, KEPT_DAYS};
 use crate::domain::owner::{Caller, OwnerToken, principal_record};
 use crate::error::AppError;
-use crate::health::is_probe_user_agent;
+use crate::health::{ImageRef, is_probe_user_agent};
 use crate::query::Filter;
 use crate::state::AppState;
 
@@ -41,7 +42,7 @@ use crate::state::AppState;
         description = "Lists OCI container registries for public discovery, queries them with a MongoDB-style filter and checks their health over the OCI distribution API.",
     ),
     modifiers(&WriteTokenScheme),
-    tags((name = "entries", description = "Container registry entries"), (name = "health", description = "OCI health probes")),
+    tags((name = "entries", description = "Container registry entries"), (name = "health", description = "OCI health probes"), (name = "images", description = "Which registries serve an image")),
 )]
 struct ApiDoc;
 
@@ -92,6 +93,8 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(query_facets))
         .routes(routes!(check_health))
         .routes(routes!(health_history))
+        .routes(routes!(lookup_image))
+        .routes(routes!(lookup_images))
         .routes(routes!(liveness))
         .routes(routes!(readiness))
 }
@@ -467,6 +470,206 @@ impl HistoryParams {
         }
         Ok(params)
     }
+}
+
+/// Whether the entry's registry serves an image: a `HEAD` of its manifest (a `GET` of the index
+/// with `platforms=true`), anonymously, through the token flow when the registry asks for one.
+/// Answers are kept for the probe cooldown per entry and reference (with an `Age` header), share
+/// the probe slots with health checks and are rate limited like them.
+#[utoipa::path(
+    get, path = "/container_registry/{id}/image", tag = "images",
+    params(
+        ("id" = String, Path, description = "container_registry_id"),
+        ("ref" = String, Query, description = "NAME:TAG or NAME@sha256:<64 hex digits>, under the entry's image prefix (NAME alone means NAME:latest)"),
+        ("platforms" = Option<bool>, Query, description = "Read the index and list its platforms"),
+    ),
+    responses(
+        (status = 200, description = "Found, or the registry wants credentials (status credentials_required)", body = ImageResponse,
+            headers(("Age" = u64, description = "Present when a kept answer was given: seconds since it was asked"))),
+        (status = 400, description = "The reference is not one (code invalid_reference, naming the part), or platforms is not true or false", body = ErrorResponse),
+        (status = 403, description = "The request comes from a registry-db probe (code probe_loop)", body = ErrorResponse),
+        (status = 404, description = "No such entry (code not_found), or the registry has no such image (code image_not_found, the lookup in data)", body = ErrorResponse),
+        (status = 429, description = "Too many lookups from this address (code rate_limited), or every probe slot stayed busy (code too_many_probes)", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 502, description = "Unreachable, refused by a probe rule, or not a registry's answer; the lookup is in data", body = ErrorResponse),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+)]
+async fn lookup_image(
+    State(state): State<Arc<AppState>>,
+    ClientAddr(client): ClientAddr,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    refuse_probe_loop(&headers)?;
+    let mut reference = None;
+    let mut platforms = false;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "ref" => reference = Some(value.into_owned()),
+            "platforms" => platforms = parse_bool("platforms", &value)?,
+            _ => {}
+        }
+    }
+    let reference = reference.ok_or_else(|| AppError::BadRequest {
+        code: "invalid_reference",
+        message: "give the image as ?ref=NAME:TAG or ?ref=NAME@sha256:<64 hex digits>".into(),
+    })?;
+    let image = parse_reference(&reference)?;
+    state.access.limits.take(Limited::Checks, client)?;
+    let check = state.catalog.lookup_image(&id, &image, platforms).await?;
+    let mut response = if check.lookup.answered() {
+        Json(ImageResponse {
+            success: true,
+            data: check.lookup,
+        })
+        .into_response()
+    } else {
+        AppError::Image(Box::new(check.lookup)).into_response()
+    };
+    if let Some(age) = check.cached_age {
+        response
+            .headers_mut()
+            .insert(header::AGE, HeaderValue::from(age.as_secs()));
+    }
+    Ok(response)
+}
+
+/// Which of the registries matching a filter serve an image, and with which digest (mirrors show
+/// the same digest): the lookup of `GET /container_registry/{id}/image` on each registry of one
+/// page of the filter, at most 20 (`limit`), all at once. Follow `next_cursor` for more. One
+/// request counts once against the check rate limit.
+#[utoipa::path(
+    post, path = "/container_registries/images", tag = "images",
+    params(
+        ("limit" = Option<usize>, Query, description = "Registries asked, 1 to 20 (default 20)", minimum = 1, maximum = 20),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    request_body(content = ImagesRequest),
+    responses(
+        (status = 200, description = "Each matching registry's answer", body = ImagesResponse),
+        (status = 400, description = "Invalid body, reference (code invalid_reference), filter, limit or cursor", body = ErrorResponse),
+        (status = 403, description = "The request comes from a registry-db probe (code probe_loop)", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Too many lookups from this address (code rate_limited), or every probe slot stayed busy (code too_many_probes)", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, description = "Store unavailable", body = ErrorResponse),
+    ),
+)]
+async fn lookup_images(
+    State(state): State<Arc<AppState>>,
+    ClientAddr(client): ClientAddr,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Json<ImagesResponse>, AppError> {
+    refuse_probe_loop(&headers)?;
+    let mut limit = MAX_IMAGE_BATCH;
+    let mut cursor = None;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=MAX_IMAGE_BATCH).contains(&n) => limit = n,
+                _ => {
+                    return Err(AppError::BadRequest {
+                        code: "invalid_limit",
+                        message: format!(
+                            "limit must be a whole number from 1 to {MAX_IMAGE_BATCH} (registries asked per request), not {value:?}"
+                        ),
+                    });
+                }
+            },
+            "cursor" if !value.is_empty() => cursor = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let bad = |message: String| AppError::BadRequest {
+        code: "invalid_body",
+        message,
+    };
+    let serde_json::Value::Object(mut body) = body.unwrap_or_default() else {
+        return Err(bad(
+            "the body must be a JSON object: {\"image\": \"NAME:TAG\", \"filter\": {...}}".into(),
+        ));
+    };
+    let image = match body.remove("image") {
+        Some(serde_json::Value::String(s)) => parse_reference(&s)?,
+        _ => {
+            return Err(AppError::BadRequest {
+                code: "invalid_reference",
+                message: "\"image\" must be a string: NAME:TAG or NAME@sha256:<64 hex digits>"
+                    .into(),
+            });
+        }
+    };
+    let filter = Filter::parse(&body.remove("filter").unwrap_or_else(|| json!({})))?;
+    let platforms = match body.remove("platforms") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(_) => return Err(bad("\"platforms\" must be true or false".into())),
+    };
+    if let Some(key) = body.keys().next() {
+        return Err(bad(format!(
+            "unknown field {:?}: the body holds \"image\", \"filter\" and \"platforms\"",
+            crate::health::limits::cap(key, 64)
+        )));
+    }
+    state.access.limits.take(Limited::Checks, client)?;
+    let (items, next_cursor) = state
+        .catalog
+        .lookup_images(&filter, &image, platforms, limit, cursor.as_deref())
+        .await?;
+    Ok(Json(ImagesResponse {
+        success: true,
+        data: items
+            .into_iter()
+            .map(|i| ImageItem {
+                container_registry_id: i.id,
+                container_registry_name: i.name,
+                lookup: i.lookup,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+fn parse_reference(text: &str) -> Result<ImageRef, AppError> {
+    ImageRef::parse(text).map_err(|e| AppError::BadRequest {
+        code: "invalid_reference",
+        message: e.0,
+    })
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool, AppError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        _ => Err(AppError::BadRequest {
+            code: "invalid_parameter",
+            message: format!(
+                "{name} must be true or false, not {:?}",
+                crate::health::limits::cap(value, 64)
+            ),
+        }),
+    }
+}
+
+/// A request sent by a probe of this service is never served by one that probes again.
+fn refuse_probe_loop(headers: &HeaderMap) -> Result<(), AppError> {
+    if headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_probe_user_agent)
+    {
+        return Err(AppError::Forbidden {
+            code: "probe_loop",
+            message:
+                "this request comes from a registry-db probe; a probe never triggers another probe"
+                    .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Liveness of the service itself (does not touch the store).

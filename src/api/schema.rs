@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::domain::catalog::Facets;
 use crate::domain::entry::{ContainerRegistry, StorageInfo};
-use crate::health::ProbeResult;
+use crate::health::{ImageLookup, ProbeResult};
 
 /// The body of a create request: the seed's `ContainerRegistry` fields. Only the name and the
 /// public URL are required; server-managed fields are refused.
@@ -152,4 +152,40 @@ pub struct ErrorResponse {
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ImageResponse {
+    pub success: bool,
+    pub data: ImageLookup,
+}
+
+/// One registry's answer in `POST /container_registries/images`.
+#[derive(Serialize, ToSchema)]
+pub struct ImageItem {
+    pub container_registry_id: String,
+    pub container_registry_name: String,
+    #[serde(flatten)]
+    pub lookup: ImageLookup,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ImagesResponse {
+    pub success: bool,
+    pub data: Vec<ImageItem>,
+    /// The cursor of the next page of matching registries, or null.
+    pub next_cursor: Option<String>,
+}
+
+/// The body of `POST /container_registries/images`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"image": "app:1.0", "filter": {"container_registry_tags": "ai"}}))]
+pub struct ImagesRequest {
+    /// `NAME:TAG` or `NAME@sha256:...`, under each registry's image prefix.
+    pub image: String,
+    /// A filter of the registries to ask (as for `POST /container_registries`); absent: all.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    /// Read each index's platforms.
+    pub platforms: Option<bool>,
 }

@@ -7,6 +7,7 @@ pub mod history;
 pub mod owner;
 pub mod plan;
 pub mod store;
+pub mod verification;
 pub mod words;
 
 /// How big an entry is (a part of what an entry is), at its old path too.

@@ -61,7 +61,9 @@
 pub mod challenge;
 pub mod guard;
 pub mod limits;
+pub mod oci;
 pub mod probe;
+pub mod reference;
 pub mod resolve;
 pub mod result;
 pub mod sweep;
@@ -69,7 +71,9 @@ pub mod target;
 
 pub use challenge::parse_challenge;
 pub use guard::{AddressPolicy, Refusal, Rule, RuntimeApi, parse_deny_item};
+pub use oci::{ImageLookup, ImageStatus, ManifestRead, Platform, Read};
 pub use probe::{ProbeBusy, ProbeConfig, Prober, USER_AGENT, is_probe_user_agent, probe_url};
+pub use reference::{ImageRef, ReferenceError, Target};
 pub use resolve::{DnsResolver, ResolveFailed, Resolver, StaticResolver};
 pub use result::{AuthChallenge, HealthStatus, ProbeResult};
 pub use sweep::{SweepOptions, SweepReport, run_sweep};

@@ -127,9 +127,12 @@ pub struct Prober {
     /// Lambda cold start does not wait for (`main.rs`).
     client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     cfg: Arc<ProbeConfig>,
-    policy: Arc<AddressPolicy>,
+    pub(super) policy: Arc<AddressPolicy>,
     /// One permit per probe in flight, shared by every clone: on-demand checks and sweeps together.
-    slots: Arc<Semaphore>,
+    pub(super) slots: Arc<Semaphore>,
+    /// Manifest bodies being read at once (`oci::MAX_MANIFEST_READS`), so that reads of up to
+    /// 4 MiB each hold at most 64 MiB together, whatever the slots allow.
+    pub(super) manifest_reads: Arc<Semaphore>,
 }
 
 impl fmt::Debug for Prober {
@@ -141,13 +144,13 @@ impl fmt::Debug for Prober {
 }
 
 /// Why a probe got no HTTP answer.
-struct Failure {
-    message: String,
-    refused_by: Option<&'static str>,
+pub(super) struct Failure {
+    pub(super) message: String,
+    pub(super) refused_by: Option<&'static str>,
 }
 
 impl Failure {
-    fn plain(message: impl Into<String>) -> Self {
+    pub(super) fn plain(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             refused_by: None,
@@ -164,7 +167,7 @@ impl Failure {
         self
     }
 
-    fn refused(refusal: &Refusal, redirected_from: Option<&Url>) -> Self {
+    pub(super) fn refused(refusal: &Refusal, redirected_from: Option<&Url>) -> Self {
         Self {
             message: refusal.to_string(),
             refused_by: Some(refusal.rule.name),
@@ -195,13 +198,14 @@ impl Prober {
             cfg: Arc::new(cfg),
             policy,
             slots,
+            manifest_reads: Arc::new(Semaphore::new(super::oci::MAX_MANIFEST_READS)),
         }
     }
 
     /// # Panics
     /// When the TLS backend cannot initialise: a broken installation (no root certificates), not a
     /// runtime condition, which `registry-db serve` and `sweep` report at start.
-    fn client(&self) -> &reqwest::Client {
+    pub(super) fn client(&self) -> &reqwest::Client {
         self.client
             .get_or_init(|| build_client(&self.cfg, &self.policy))
             .as_ref()
@@ -555,7 +559,7 @@ fn strip_secrets(url: &mut Url) {
 }
 
 /// "host:port" of a URL, for messages.
-fn authority(url: &Url) -> String {
+pub(super) fn authority(url: &Url) -> String {
     let host = match url.host() {
         Some(Host::Ipv6(ip)) => format!("[{ip}]"),
         Some(host) => host.to_string(),
@@ -567,14 +571,14 @@ fn authority(url: &Url) -> String {
     }
 }
 
-fn status_words(status: StatusCode) -> String {
+pub(super) fn status_words(status: StatusCode) -> String {
     match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None => status.as_u16().to_string(),
     }
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -602,7 +606,7 @@ fn retry_delay(headers: &HeaderMap, deadline: tokio::time::Instant) -> Option<Du
 
 /// Reads at most `cap` bytes of the body before `deadline`; `true` when there was more (or the read
 /// stopped early), so the body is not a complete document.
-async fn read_capped(
+pub(super) async fn read_capped(
     response: &mut reqwest::Response,
     cap: usize,
     deadline: tokio::time::Instant,
@@ -647,7 +651,11 @@ fn build_client(cfg: &ProbeConfig, policy: &Arc<AddressPolicy>) -> Result<reqwes
 }
 
 /// Words for a request that got no answer, dug out of reqwest's error source chain.
-fn describe_send_error(err: &reqwest::Error, url: &Url, redirected_from: Option<&Url>) -> Failure {
+pub(super) fn describe_send_error(
+    err: &reqwest::Error,
+    url: &Url,
+    redirected_from: Option<&Url>,
+) -> Failure {
     let target = authority(url);
     let mut io_kind = None;
     let mut innermost = err.to_string();

@@ -526,7 +526,10 @@ async fn facet_counting_holds_at_most_its_cap_of_tags_and_says_how_far_off_it_is
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{kept}");
-        assert_eq!(kept["data"]["tags"][0]["count"], entries, "{distinct} distinct tags");
+        assert_eq!(
+            kept["data"]["tags"][0]["count"], entries,
+            "{distinct} distinct tags"
+        );
         assert_eq!(kept["data"]["tags_error"], 0, "{distinct} distinct tags");
         let (status, out) = call(
             &app,

@@ -24,6 +24,7 @@ mod lambda {
     mod events;
 }
 mod memory;
+mod oci;
 mod owners;
 mod ops {
     mod export;

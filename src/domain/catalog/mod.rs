@@ -6,10 +6,12 @@
 
 mod facets;
 mod health;
+mod images;
 mod owners;
 mod query;
 mod ready;
 pub mod tag_counts;
+mod verification;
 mod watched;
 
 use std::collections::HashMap;
@@ -42,6 +44,7 @@ pub use self::facets::{
 pub use self::health::{
     CheckPolicy, DEFAULT_PROBE_COOLDOWN, HEALTH_REFRESH, HealthCheck, PROBE_SLOT_WAIT,
 };
+pub use self::images::{ImageBatchItem, ImageCheck, MAX_IMAGE_BATCH, MAX_KEPT_LOOKUPS};
 pub use self::query::{DEFAULT_PAGE_LIMIT, MAX_PAGE_BYTES, MAX_PAGE_LIMIT, Page};
 
 /// Work bound per query request: at most this many stored entries examined. A selective filter
@@ -69,6 +72,8 @@ pub struct Catalog {
     flights: Arc<Mutex<HashMap<String, Flight>>>,
     /// What day a probe counts in (the health history); a test's clock in tests.
     clock: Arc<dyn Clock>,
+    /// Image lookups kept and in progress (`images.rs`).
+    images: Arc<self::images::ImageLookups>,
 }
 
 impl From<StoreError> for AppError {
@@ -95,6 +100,7 @@ impl Catalog {
             checks: CheckPolicy::default(),
             flights: Arc::default(),
             clock: Arc::new(SystemClock),
+            images: Arc::default(),
         }
     }
 

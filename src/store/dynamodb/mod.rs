@@ -1447,7 +1447,11 @@ impl Store for DynamoStore {
             let version = item.get(VERSION).cloned().unwrap_or_else(|| n(0));
             let stored_owner = string_attr(&item, OWNER);
             // Another version makes another request, which must not reuse the token.
-            let read = (version.clone(), item.get(HEALTH).cloned(), stored_owner.clone());
+            let read = (
+                version.clone(),
+                item.get(HEALTH).cloned(),
+                stored_owner.clone(),
+            );
             if last_version
                 .replace(read.clone())
                 .is_some_and(|last| last != read)

@@ -8,8 +8,10 @@
 //! A component that cannot start makes the test fail with a message saying how to install it.
 
 pub mod fault_proxy;
+pub mod oci_images;
 pub mod oci_registry;
 pub mod servers;
+pub mod token_server;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

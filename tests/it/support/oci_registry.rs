@@ -38,6 +38,14 @@ pub enum Mode {
         service: String,
         issuer: String,
     },
+    /// `auth.token` trusting `cert` (a test token server's, `support::token_server`): a real
+    /// Bearer flow.
+    TokenIssuer {
+        realm: String,
+        service: String,
+        issuer: String,
+        cert: PathBuf,
+    },
 }
 
 impl Mode {
@@ -116,14 +124,14 @@ impl OciRegistry {
                 issuer,
             } => {
                 let (_, cert) = self_signed_cert(dir.path(), issuer);
-                format!(
-                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                    yaml_str(realm),
-                    yaml_str(service),
-                    yaml_str(issuer),
-                    yaml_str(path_str(&cert))
-                )
+                token_auth(realm, service, issuer, &cert)
             }
+            Mode::TokenIssuer {
+                realm,
+                service,
+                issuer,
+                cert,
+            } => token_auth(realm, service, issuer, cert),
         };
         let config = format!(
             "version: 0.1\n\
@@ -263,6 +271,16 @@ fn read_log(path: &Path) -> String {
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
+}
+
+fn token_auth(realm: &str, service: &str, issuer: &str, cert: &Path) -> String {
+    format!(
+        "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+        yaml_str(realm),
+        yaml_str(service),
+        yaml_str(issuer),
+        yaml_str(path_str(cert))
+    )
 }
 
 /// A YAML double-quoted scalar.
