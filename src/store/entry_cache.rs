@@ -14,11 +14,15 @@
 //!   the store only under the same condition ([`EntryCache::unchanged_since`]); a tag query
 //!   evaluates its filter on every entry otherwise.
 //!
-//! **Bounded.** At most `max_bytes` of entries and lists (plus their ids and a fixed overhead
-//! each), no entry larger than [`MAX_CACHED_ENTRY`] and no list longer than [`MAX_CACHED_POSTING`]
-//! ids: a listing of a few large entries does not push out thousands of small ones, and memory
-//! stays bounded by the budget (`--entry-cache-mib`). When a fill would exceed the budget, about an
-//! eighth of it is dropped, entries first, in the maps' (arbitrary) order.
+//! **Bounded.** At most `max_bytes` of heap, counted as the allocator hands it out (each
+//! allocation rounded up as glibc's malloc does, [`heap`]): entries' text and its shared header,
+//! ids and tags, each list's slice of ids and every id in it, and the maps' tables at their real
+//! capacity. No entry larger than [`MAX_CACHED_ENTRY`] and no list longer than
+//! [`MAX_CACHED_POSTING`] ids: a listing of a few large entries does not push out thousands of
+//! small ones, and memory stays bounded by the budget (`--entry-cache-mib`). When a fill would
+//! exceed the budget, about an eighth of it is dropped, entries first, in the maps' (arbitrary)
+//! order. (Counting text and a fixed overhead instead, the cache held 11 MiB for a budget of 4 MiB
+//! of lists of short ids; issue 18, finding 7b.)
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -33,10 +37,22 @@ pub use crate::domain::store::MAX_CACHED_ENTRY;
 /// Tags carried by more entries than this have their index list read from redb each time (only
 /// as far as a page needs); the cache remembers that the list is that long.
 pub const MAX_CACHED_POSTING: usize = 2048;
-/// What one cached entry or list costs beyond its text (map slot, `Bytes` and `Box<str>` headers).
-const OVERHEAD: usize = 64;
-/// What one id in a cached list costs beyond its text (its `Box<str>` header).
-const ID_OVERHEAD: usize = 16;
+/// The heap one allocation of `n` bytes takes, from above: glibc's malloc adds an 8-byte header,
+/// rounds up to 16 bytes and hands out at least 32.
+pub const fn heap(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        let chunk = (n + 8).div_ceil(16) * 16;
+        if chunk < 32 { 32 } else { chunk }
+    }
+}
+
+/// A cached entry's `Bytes` is shared with the read that filled it: the sharing allocates a
+/// header (buffer, capacity, count) beside the text.
+const SHARED_BYTES_HEADER: usize = heap(3 * std::mem::size_of::<usize>());
+/// An `Arc<[T]>` allocates its two counts before the slice.
+const ARC_COUNTS: usize = 2 * std::mem::size_of::<usize>();
 /// `--entry-cache-mib` by default.
 pub const DEFAULT_ENTRY_CACHE_MIB: usize = 16;
 
@@ -62,7 +78,12 @@ type Map<V> = HashMap<Box<str>, V, foldhash::quality::RandomState>;
 struct Kept {
     map: Map<Bytes>,
     postings: Map<CachedPosting>,
+    /// The heap the items hold (see [`cost`], [`posting_cost`]), tables apart.
     bytes: usize,
+    /// The tables' buckets: a table grows and never shrinks (until cleared), so the most its
+    /// capacity has been.
+    map_buckets: usize,
+    posting_buckets: usize,
 }
 
 /// See the module's comment.
@@ -120,6 +141,7 @@ pub struct CacheStats {
     pub entries: usize,
     /// Tags whose index list is cached.
     pub postings: usize,
+    /// The heap the cache holds: items and tables.
     pub bytes: usize,
 }
 
@@ -127,16 +149,41 @@ pub struct CacheStats {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadStamp(u64);
 
+/// The heap a cached entry holds beside its map slot: its id, its text and the text's header.
 fn cost(id: &str, json: &Bytes) -> usize {
-    id.len() + json.len() + OVERHEAD
+    heap(id.len()) + heap(json.len()) + SHARED_BYTES_HEADER
 }
 
+/// The heap a cached list holds beside its map slot: its tag, the slice of ids and each id.
 fn posting_cost(tag: &str, posting: &CachedPosting) -> usize {
     let ids = match posting {
-        CachedPosting::Ids(ids) => ids.iter().map(|id| id.len() + ID_OVERHEAD).sum(),
+        CachedPosting::Ids(ids) => {
+            heap(ARC_COUNTS + std::mem::size_of_val::<[Box<str>]>(ids))
+                + ids.iter().map(|id| heap(id.len())).sum::<usize>()
+        }
         CachedPosting::TooLong => 0,
     };
-    tag.len() + ids + OVERHEAD
+    heap(tag.len()) + ids
+}
+
+/// Buckets of a hash table that holds `capacity` items (hashbrown's sizing: a power of two, at
+/// most seven eighths full).
+fn buckets_for(capacity: usize) -> usize {
+    match capacity {
+        0 => 0,
+        c if c < 8 => (c + 1).next_power_of_two(),
+        c => (c * 8).div_ceil(7).next_power_of_two(),
+    }
+}
+
+/// The heap of a table of `buckets` slots of `V` keyed by `Box<str>`: the slots, a control byte
+/// each and a group's worth more.
+fn table_bytes<V>(buckets: usize) -> usize {
+    if buckets == 0 {
+        0
+    } else {
+        heap(buckets * (std::mem::size_of::<(Box<str>, V)>() + 1) + 16)
+    }
 }
 
 /// Keys of `map`, in its order, until `dropped` (which counts on from earlier maps) reaches
@@ -158,13 +205,44 @@ fn victims<V>(
 }
 
 impl Kept {
-    /// Drops about an eighth of `max_bytes` (at least `needed`), entries first, when adding
-    /// `needed` bytes would pass `max_bytes`.
-    fn make_room(&mut self, needed: usize, max_bytes: usize) {
-        if self.bytes + needed <= max_bytes {
-            return;
+    /// Everything the cache holds on the heap.
+    fn total(&self) -> usize {
+        self.bytes
+            + table_bytes::<Bytes>(self.map_buckets)
+            + table_bytes::<CachedPosting>(self.posting_buckets)
+    }
+
+    /// Notes the tables' capacity after an insert.
+    fn note_tables(&mut self) {
+        self.map_buckets = self.map_buckets.max(buckets_for(self.map.capacity()));
+        self.posting_buckets = self
+            .posting_buckets
+            .max(buckets_for(self.postings.capacity()));
+    }
+
+    /// Drops about an eighth of `max_bytes` (at least what passes it), entries first, when adding
+    /// `needed` bytes of items (and one more slot of the table `entry` or not) would pass
+    /// `max_bytes`; answers whether the item fits then.
+    #[must_use]
+    fn make_room(&mut self, needed: usize, entry: bool, max_bytes: usize) -> bool {
+        // One more item may double the table it goes in.
+        let growth = match entry {
+            true if self.map.len() >= self.map.capacity() => {
+                table_bytes::<Bytes>(buckets_for(self.map.len() + 1).max(self.map_buckets * 2))
+                    - table_bytes::<Bytes>(self.map_buckets)
+            }
+            false if self.postings.len() >= self.postings.capacity() => {
+                table_bytes::<CachedPosting>(
+                    buckets_for(self.postings.len() + 1).max(self.posting_buckets * 2),
+                ) - table_bytes::<CachedPosting>(self.posting_buckets)
+            }
+            _ => 0,
+        };
+        let after = self.total() + needed + growth;
+        if after <= max_bytes {
+            return true;
         }
-        let drop_at_least = (max_bytes / 8).max(needed);
+        let drop_at_least = (max_bytes / 8).max(after - max_bytes);
         let mut dropped = 0;
         for id in victims(&self.map, cost, &mut dropped, drop_at_least) {
             self.forget_entry(&id);
@@ -172,6 +250,8 @@ impl Kept {
         for tag in victims(&self.postings, posting_cost, &mut dropped, drop_at_least) {
             self.forget_posting(&tag);
         }
+        // The tables keep their size: with a budget they alone fill, nothing more is kept.
+        self.total() + needed + growth <= max_bytes
     }
 
     fn forget_entry(&mut self, id: &str) {
@@ -322,11 +402,14 @@ impl EntryCache {
         if !self.unchanged_since(stamp) || size > self.max_bytes {
             return;
         }
-        kept.make_room(size, self.max_bytes);
+        if !kept.make_room(size, true, self.max_bytes) {
+            return;
+        }
         if let Some(old) = kept.map.insert(id.into(), json.clone()) {
             kept.bytes -= cost(id, &old);
         }
         kept.bytes += size;
+        kept.note_tables();
     }
 
     /// Keeps the whole index list of `tag` as a read found it, on the terms of [`fill`](Self::fill).
@@ -340,9 +423,12 @@ impl EntryCache {
             return;
         }
         kept.forget_posting(tag);
-        kept.make_room(size, self.max_bytes);
+        if !kept.make_room(size, false, self.max_bytes) {
+            return;
+        }
         kept.postings.insert(tag.into(), posting);
         kept.bytes += size;
+        kept.note_tables();
     }
 
     /// Marks a write in flight; call right before its commit, and [`WriteMark::committed`] after
@@ -364,7 +450,7 @@ impl EntryCache {
             misses,
             entries: kept.map.len(),
             postings: kept.postings.len(),
-            bytes: kept.bytes,
+            bytes: kept.total(),
         }
     }
 }
@@ -432,10 +518,9 @@ mod tests {
         cache.begin_write().committed("a", []);
         assert_eq!(cache.get("a"), None);
         let stats = cache.stats();
-        assert_eq!(
-            (stats.hits, stats.misses, stats.entries, stats.bytes),
-            (1, 1, 0, 0)
-        );
+        assert_eq!((stats.hits, stats.misses, stats.entries), (1, 1, 0));
+        // Only the table is left, as small as it was.
+        assert_eq!(stats.bytes, table_bytes::<Bytes>(4));
     }
 
     #[test]
@@ -520,7 +605,10 @@ mod tests {
         assert_eq!(cached_ids(&cache, "huge"), None);
         assert_eq!(cached_ids(&cache, "cpu"), Some(vec!["a".into()]));
         cache.begin_write().committed_index();
-        assert_eq!((cached_ids(&cache, "cpu"), cache.stats().bytes), (None, 0));
+        assert_eq!(
+            (cached_ids(&cache, "cpu"), cache.stats().bytes),
+            (None, table_bytes::<CachedPosting>(8))
+        );
     }
 
     #[test]

@@ -269,3 +269,61 @@ fn a_server_over_a_large_store_stays_within_its_caches() {
         after / 1024
     );
 }
+
+/// Issue 18, finding 7b: the entry cache counted a list's ids by their text and 16 bytes each,
+/// and held about 11 MiB for a budget of 4 MiB. It now counts the heap as glibc hands it out
+/// (each allocation rounded up, the shared text's header, the tables at their capacity), and a
+/// cache filled far past its budget with each kind of item holds at most 1.25 times the budget,
+/// measured by the test binary's counting allocator on the filling thread.
+#[test]
+fn the_entry_cache_holds_no_more_heap_than_its_budget() {
+    use bytes::Bytes;
+    use registry_db::store::entry_cache::{CachedPosting, EntryCache, MAX_CACHED_POSTING};
+    use std::sync::Arc;
+    const BUDGET: usize = 4 << 20;
+    let fill = |cache: &EntryCache, kind: &str, i: usize| {
+        let stamp = cache.stamp();
+        match kind {
+            // Tag lists as long as the cache keeps, of short ids.
+            "lists" => {
+                let ids: Arc<[Box<str>]> = (0..MAX_CACHED_POSTING)
+                    .map(|j| Box::from(format!("{}", i * MAX_CACHED_POSTING + j)))
+                    .collect();
+                cache.fill_posting(stamp, &format!("t{i}"), CachedPosting::Ids(ids));
+            }
+            // Tiny entries of short ids: the slots, headers and ids outweigh the text.
+            "tiny" => cache.fill(stamp, &format!("{i}"), &Bytes::copy_from_slice(b"{}")),
+            // Entries as the seed's (about 1 KB), with uuid-sized ids.
+            _ => {
+                let id = format!("{i:036}");
+                cache.fill(stamp, &id, &Bytes::from(vec![b'x'; 1000 + i % 200]));
+            }
+        }
+    };
+    for (kind, items) in [("lists", 200), ("tiny", 200_000), ("entries", 20_000)] {
+        let before = support::alloc::held_by_this_thread();
+        let cache = EntryCache::new(BUDGET);
+        for i in 0..items {
+            fill(&cache, kind, i);
+        }
+        let held = (support::alloc::held_by_this_thread() - before) as usize;
+        let stats = cache.stats();
+        println!(
+            "{kind}: {} entries and {} lists, counted {} KiB, held {} KiB of heap for a budget of {} KiB",
+            stats.entries,
+            stats.postings,
+            stats.bytes >> 10,
+            held >> 10,
+            BUDGET >> 10
+        );
+        assert!(stats.bytes <= BUDGET, "{kind}: {stats:?}");
+        // It filled (what was offered is several times the budget)...
+        assert!(held > BUDGET / 2, "{kind}: only {held} bytes held");
+        // ...and holds what it counts, within a quarter.
+        assert!(
+            held <= BUDGET + BUDGET / 4,
+            "{kind}: {held} bytes held for a budget of {BUDGET} ({stats:?})"
+        );
+        drop(cache);
+    }
+}

@@ -1,6 +1,13 @@
 //! A store that counts the writes made through it, so that answers derived from the store (the
 //! facet counts) can be kept until something changes instead of being recounted on every request.
+//!
+//! **A write finishes or fails as one.** Each write runs on a task of its own, which the caller
+//! awaits: when the caller's future is dropped (a client hung up, a request timed out), the write
+//! and its count still complete together. Counted only when the future completed, a commit that
+//! landed after its client left went uncounted, and the facet counts kept showing the store as it
+//! was before it (issue 18, finding 5).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,19 +19,19 @@ use crate::domain::store::{ReindexReport, ScanChunk, ScanRequest, Store, StoreEr
 use crate::health::ProbeResult;
 
 /// Wraps a store; every write through it, successful or not, advances [`Watched::writes`] once it
-/// has returned. A reader that notes `writes()` before it reads and finds the same number later
+/// has returned (whether or not its caller still waits for it). A reader that notes `writes()` before it reads and finds the same number later
 /// knows that no write made through this object completed in between, because the count moves
 /// only after the write is durable.
 pub struct Watched {
     inner: Arc<dyn Store>,
-    writes: AtomicU64,
+    writes: Arc<AtomicU64>,
 }
 
 impl Watched {
     pub fn new(inner: Arc<dyn Store>) -> Self {
         Watched {
             inner,
-            writes: AtomicU64::new(0),
+            writes: Arc::default(),
         }
     }
 
@@ -33,16 +40,38 @@ impl Watched {
         self.writes.load(Ordering::Acquire)
     }
 
-    fn wrote<T>(&self, result: T) -> T {
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        result
+    /// Runs `write` (given the inner store) to its end on a task of its own and counts it, even
+    /// if the caller stops waiting; answers what it answered.
+    async fn write<T, F, W>(&self, write: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+        W: FnOnce(Arc<dyn Store>) -> F,
+    {
+        let writes = Arc::clone(&self.writes);
+        let running = write(Arc::clone(&self.inner));
+        let task = tokio::spawn(async move {
+            let out = running.await;
+            writes.fetch_add(1, Ordering::AcqRel);
+            out
+        });
+        match task.await {
+            Ok(out) => out,
+            // The write panicked: the caller's request fails as if it had panicked itself.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "the write was cancelled: {e}"
+            ))),
+        }
     }
 }
 
 #[async_trait]
 impl Store for Watched {
     async fn insert(&self, entry: &ContainerRegistry) -> Result<(), StoreError> {
-        self.wrote(self.inner.insert(entry).await)
+        let entry = entry.clone();
+        self.write(|store| async move { store.insert(&entry).await })
+            .await
     }
 
     async fn insert_many(&self, entries: &[ContainerRegistry]) -> Vec<Result<(), StoreError>> {
@@ -58,11 +87,15 @@ impl Store for Watched {
         old: &ContainerRegistry,
         new: &ContainerRegistry,
     ) -> Result<(), StoreError> {
-        self.wrote(self.inner.replace(old, new).await)
+        let (old, new) = (old.clone(), new.clone());
+        self.write(|store| async move { store.replace(&old, &new).await })
+            .await
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        self.wrote(self.inner.delete(id).await)
+        let id = id.to_string();
+        self.write(|store| async move { store.delete(&id).await })
+            .await
     }
 
     async fn insert_owned(
@@ -70,7 +103,9 @@ impl Store for Watched {
         entry: &ContainerRegistry,
         owner: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.wrote(self.inner.insert_owned(entry, owner).await)
+        let (entry, owner) = (entry.clone(), owner.map(str::to_string));
+        self.write(|store| async move { store.insert_owned(&entry, owner.as_deref()).await })
+            .await
     }
 
     async fn owner(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
@@ -93,11 +128,15 @@ impl Store for Watched {
         new: &ContainerRegistry,
         owner: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.wrote(self.inner.replace_owned(old, new, owner).await)
+        let (old, new, owner) = (old.clone(), new.clone(), owner.map(str::to_string));
+        self.write(|store| async move { store.replace_owned(&old, &new, owner.as_deref()).await })
+            .await
     }
 
     async fn delete_owned(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
-        self.wrote(self.inner.delete_owned(id, owner).await)
+        let (id, owner) = (id.to_string(), owner.map(str::to_string));
+        self.write(|store| async move { store.delete_owned(&id, owner.as_deref()).await })
+            .await
     }
 
     async fn scan(&self, request: ScanRequest<'_>) -> Result<ScanChunk, StoreError> {
@@ -113,7 +152,9 @@ impl Store for Watched {
     }
 
     async fn set_health(&self, id: &str, health: &ProbeResult) -> Result<bool, StoreError> {
-        self.wrote(self.inner.set_health(id, health).await)
+        let (id, health) = (id.to_string(), health.clone());
+        self.write(|store| async move { store.set_health(&id, &health).await })
+            .await
     }
 
     async fn record_probe(
@@ -142,7 +183,8 @@ impl Store for Watched {
     }
 
     async fn reindex(&self) -> Result<ReindexReport, StoreError> {
-        self.wrote(self.inner.reindex().await)
+        self.write(|store| async move { store.reindex().await })
+            .await
     }
 
     async fn kept_counts(&self) -> Result<Option<crate::domain::counts::KeptCounts>, StoreError> {

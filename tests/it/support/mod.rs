@@ -7,6 +7,7 @@
 //!
 //! A component that cannot start makes the test fail with a message saying how to install it.
 
+pub mod alloc;
 pub mod fault_proxy;
 pub mod oci_images;
 pub mod oci_registry;
