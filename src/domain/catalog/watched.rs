@@ -75,7 +75,17 @@ impl Store for Watched {
     }
 
     async fn insert_many(&self, entries: &[ContainerRegistry]) -> Vec<Result<(), StoreError>> {
-        self.wrote(self.inner.insert_many(entries).await)
+        let entries = entries.to_vec();
+        let n = entries.len();
+        match self
+            .write(|store| async move { Ok(store.insert_many(&entries).await) })
+            .await
+        {
+            Ok(results) => results,
+            Err(e) => (0..n)
+                .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                .collect(),
+        }
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
@@ -112,14 +122,21 @@ impl Store for Watched {
         self.inner.owner(id).await
     }
 
-    // Not counted as a write: no answer that the counts feed (facets) shows owners.
+    // A write like the others: it finishes even if the caller leaves (a rotation or a claim whose
+    // client hung up still revokes the old token), and the kept `owned` count moves with it.
     async fn set_owner(
         &self,
         id: &str,
         expected: Option<&str>,
         owner: &str,
     ) -> Result<bool, StoreError> {
-        self.inner.set_owner(id, expected, owner).await
+        let (id, expected, owner) = (
+            id.to_string(),
+            expected.map(str::to_string),
+            owner.to_string(),
+        );
+        self.write(|store| async move { store.set_owner(&id, expected.as_deref(), &owner).await })
+            .await
     }
 
     async fn replace_owned(
