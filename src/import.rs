@@ -33,8 +33,10 @@ pub const MONGO_ID: &str = "_id";
 /// Documents read ahead of the store writes.
 const READ_AHEAD: usize = 64;
 /// Entries written per store batch: on the embedded store one redb transaction (one fsync) each,
-/// about 2 MB of entries in memory.
-const IMPORT_BATCH: usize = 2000;
+/// about 25 MB of entries and their index keys in memory. Large because a commit rewrites every
+/// index page it touched, and the index keys of a batch (ids are random) touch most pages of the
+/// name index: fewer commits write far less (2,000 a batch imported 2,275 entries/s at 100,000).
+const IMPORT_BATCH: usize = 20_000;
 /// A progress line every this many documents, for long imports.
 const PROGRESS_EVERY: usize = 1000;
 
