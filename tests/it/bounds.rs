@@ -518,7 +518,13 @@ async fn facet_counting_holds_at_most_its_cap_of_tags_and_says_how_far_off_it_is
         // `common` is one of the distinct tags.
         let entries = entries_with_distinct_tags(&app, distinct - 1).await as u64;
         // `{}` answers from the kept counts, exact whatever the number of tags.
-        let (_, kept) = call(&app, "POST", "/container_registries/facets", Some(json!({}))).await;
+        let (_, kept) = call(
+            &app,
+            "POST",
+            "/container_registries/facets",
+            Some(json!({})),
+        )
+        .await;
         assert_eq!(kept["data"]["tags_error"], 0);
         assert_eq!(kept["data"]["tags"][0]["count"], entries);
         assert_eq!(kept["data"]["tags_truncated"], true);
