@@ -735,37 +735,69 @@ impl Store for EmbeddedStore {
                 // The batch's counters change once, by the sum of its entries'.
                 let mut delta = CountDelta::default();
                 {
-                    // Each table opened once for the batch (not once per entry).
+                    // Each table opened once for the batch (not once per entry), and each table's
+                    // keys inserted in key order: consecutive inserts then walk the same B-tree
+                    // path and pages, where the ids' random order would touch a new one each time.
                     let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
-                    let mut tags = txn.open_table(TAG_INDEX).map_err(unavailable)?;
-                    let mut names = txn.open_table(NAME_INDEX).map_err(unavailable)?;
-                    for item in batch {
-                        let (id, derived, bytes) = match item {
+                    let mut written: Vec<(String, Derived, Vec<u8>)> = Vec::new();
+                    let mut order: Vec<usize> = (0..batch.len()).collect();
+                    let key = |i: &usize| match &batch[*i] {
+                        Ok((id, _, _)) => Some(id.clone()),
+                        Err(_) => None,
+                    };
+                    order.sort_by_key(key);
+                    let mut results: Vec<Option<Result<(), StoreError>>> =
+                        (0..batch.len()).map(|_| None).collect();
+                    let mut items: Vec<Option<Result<(String, Derived, Vec<u8>), StoreError>>> =
+                        batch.into_iter().map(Some).collect();
+                    for i in order {
+                        let (id, derived, bytes) = match items[i].take().expect("each once") {
                             Ok(item) => item,
                             Err(e) => {
-                                out.push(Err(e));
+                                results[i] = Some(Err(e));
                                 continue;
                             }
                         };
                         if table.get(id.as_str()).map_err(unavailable)?.is_some() {
-                            out.push(Err(StoreError::AlreadyExists(id)));
+                            results[i] = Some(Err(StoreError::AlreadyExists(id)));
                             continue;
                         }
                         table
                             .insert(id.as_str(), bytes.as_slice())
                             .map_err(unavailable)?;
-                        for tag in &derived.tags {
-                            tags.insert((tag.as_str(), id.as_str()), ())
-                                .map_err(unavailable)?;
-                        }
-                        for w in &derived.words {
-                            names
-                                .insert((w.as_str(), id.as_str()), ())
-                                .map_err(unavailable)?;
-                        }
                         delta.add(&derived.counts, 1);
-                        out.push(Ok(()));
+                        results[i] = Some(Ok(()));
+                        written.push((id, derived, Vec::new()));
                     }
+                    drop(table);
+                    let mut keys: Vec<(&str, &str)> = written
+                        .iter()
+                        .flat_map(|(id, d, _)| {
+                            d.tags.iter().map(move |t| (t.as_str(), id.as_str()))
+                        })
+                        .collect();
+                    keys.sort_unstable();
+                    let mut tags = txn.open_table(TAG_INDEX).map_err(unavailable)?;
+                    for k in &keys {
+                        tags.insert(*k, ()).map_err(unavailable)?;
+                    }
+                    drop(tags);
+                    let mut keys: Vec<(&str, &str)> = written
+                        .iter()
+                        .flat_map(|(id, d, _)| {
+                            d.words.iter().map(move |w| (w.as_str(), id.as_str()))
+                        })
+                        .collect();
+                    keys.sort_unstable();
+                    let mut names = txn.open_table(NAME_INDEX).map_err(unavailable)?;
+                    for k in &keys {
+                        names.insert(*k, ()).map_err(unavailable)?;
+                    }
+                    out.extend(
+                        results
+                            .into_iter()
+                            .map(|r| r.expect("every entry answered")),
+                    );
                 }
                 apply_counts(&txn, &delta)?;
                 let mark = cache.begin_write();

@@ -517,20 +517,18 @@ async fn facet_counting_holds_at_most_its_cap_of_tags_and_says_how_far_off_it_is
         let app = app(store, None);
         // `common` is one of the distinct tags.
         let entries = entries_with_distinct_tags(&app, distinct - 1).await as u64;
-        // Not `{}`: that one is answered from the kept counts, exact at any number of tags.
-        let (status, kept) = call(
+        // `{}` answers from the kept counts, exact whatever the number of tags.
+        let (_, kept) = call(
             &app,
             "POST",
             "/container_registries/facets",
             Some(json!({})),
         )
         .await;
-        assert_eq!(status, StatusCode::OK, "{kept}");
-        assert_eq!(
-            kept["data"]["tags"][0]["count"], entries,
-            "{distinct} distinct tags"
-        );
-        assert_eq!(kept["data"]["tags_error"], 0, "{distinct} distinct tags");
+        assert_eq!(kept["data"]["tags_error"], 0);
+        assert_eq!(kept["data"]["tags"][0]["count"], entries);
+        assert_eq!(kept["data"]["tags_truncated"], true);
+        // A filter that matches every entry too, counted from the entries: held to the cap.
         let (status, out) = call(
             &app,
             "POST",

@@ -1592,7 +1592,14 @@ impl Store for DynamoStore {
         // same transaction.
         let mut write = Write::new();
         let shard = pick_shard();
+        let mut in_progress = false;
         for attempt in 0..ATTEMPTS {
+            // The condition on the verdict read makes each try apply at most once (an earlier try
+            // that applied makes it fail, and the next read sees its verdict), so each try is a
+            // new request under a new token, but for one still in progress under its own.
+            if attempt > 0 && !in_progress {
+                write.renew_token();
+            }
             let Some(old_status) = self.stored_status(id).await? else {
                 return Ok(false);
             };
@@ -1645,15 +1652,9 @@ impl Store for DynamoStore {
                     CountDelta::between(&status_key(old_status), &status_key(Some(new_status)));
                 let mut actions = vec![TransactWriteItem::builder().update(update).build()];
                 actions.extend(self.count_actions(&delta, shard)?);
-                match self.transact(&mut write, actions).await? {
-                    // Our own earlier try may have applied (its answer lost): the next read says.
-                    Outcome::ConditionFailed => {
-                        write.renew_token();
-                        Outcome::ConditionFailed
-                    }
-                    other => other,
-                }
+                self.transact(&mut write, actions).await?
             };
+            in_progress = matches!(outcome, Outcome::InProgress);
             match outcome {
                 Outcome::Done => {
                     // A changed verdict's transaction: the entry, the verdict counters.
