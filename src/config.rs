@@ -289,6 +289,9 @@ fn parse_metrics_at(value: &str) -> Result<MetricsAt, String> {
 pub struct ReindexArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// No progress on standard error, only the summary line (the report still goes to stdout).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -172,14 +172,25 @@ impl fmt::Display for ImportReport {
 /// `registry-db import FILE`: imports, prints each document not imported and the summary on
 /// stdout, and returns the exit code. Errors are for what keeps it from starting at all.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<i32> {
+    use crate::ops::progress::{Counting, Mode, Progress};
     use anyhow::Context;
-    let reader: Box<dyn BufRead + Send> = if args.file.as_os_str() == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let bytes = std::sync::Arc::new(AtomicU64::new(0));
+    let (raw, total): (Box<dyn std::io::Read + Send>, u64) = if args.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), 0)
     } else {
         let file = std::fs::File::open(&args.file)
             .with_context(|| format!("cannot open {}", args.file.display()))?;
-        Box::new(std::io::BufReader::with_capacity(1 << 16, file))
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(file), len)
     };
+    let reader: Box<dyn BufRead + Send> = Box::new(std::io::BufReader::with_capacity(
+        1 << 16,
+        Counting {
+            inner: raw,
+            read: bytes.clone(),
+        },
+    ));
     let state = AppState::open(&args.store, None).await.with_context(|| match args.store.store {
         StoreKind::Embedded => format!(
             "cannot open the embedded store in {} (if a server runs on it, stop it first: one process at a time may open the store)",
@@ -193,20 +204,65 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<i32> {
         args.file.display(),
         catalog.store().describe()
     );
-    let report = import(&catalog, reader, |finding| println!("{finding}")).await;
+    // Findings and the report on stdout, as before; progress on standard error.
+    let documents = AtomicU64::new(0);
+    let mut progress = Progress::new("import", "documents", Mode::detect(args.quiet));
+    let run = import_counted(
+        &catalog,
+        reader,
+        |finding| println!("{finding}"),
+        &documents,
+    );
+    tokio::pin!(run);
+    let mut shown = 0;
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report,
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                let done = documents.load(Ordering::Relaxed);
+                let at = bytes.load(Ordering::Relaxed);
+                progress.advance(done - shown, (total > 0).then_some((at, total)));
+                shown = done;
+            }
+        }
+    };
+    progress.advance(documents.load(Ordering::Relaxed) - shown, None);
     println!("{report}");
-    if let Some(why) = &report.stopped {
-        eprintln!("error: the import stopped: {why}");
-    }
     use std::io::Write;
     std::io::stdout().flush()?;
+    let secs = progress.elapsed().as_secs_f64();
+    let mut summary = format!("{report} in {secs:.1} s");
+    if let Some(why) = &report.stopped {
+        summary.push_str(&format!("\nerror: the import stopped: {why}"));
+    }
+    progress.finish(&summary);
     Ok(report.exit_code())
 }
 
 /// Imports every document `reader` holds into the registry's store, calling `report` for each
 /// document that is not imported, as it happens. Ends early only when the file stops being
 /// readable JSON or the store fails; the report says so in `stopped`.
-pub async fn import<R, F>(catalog: &Catalog, reader: R, mut report: F) -> ImportReport
+pub async fn import<R, F>(catalog: &Catalog, reader: R, report: F) -> ImportReport
+where
+    R: BufRead + Send + 'static,
+    F: FnMut(&Finding),
+{
+    import_counted(
+        catalog,
+        reader,
+        report,
+        &std::sync::atomic::AtomicU64::new(0),
+    )
+    .await
+}
+
+/// [`import`], counting the documents handled into `documents` (for a progress line).
+pub async fn import_counted<R, F>(
+    catalog: &Catalog,
+    reader: R,
+    mut report: F,
+    documents: &std::sync::atomic::AtomicU64,
+) -> ImportReport
 where
     R: BufRead + Send + 'static,
     F: FnMut(&Finding),
@@ -223,6 +279,7 @@ where
     let mut batch_bytes = 0usize;
     while let Some(piece) = rx.recv().await {
         out.read += 1;
+        documents.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let at = piece.at;
         batch_bytes += piece.text.as_ref().map_or(0, Vec::len);
         let json = piece.text.and_then(|text| parse(&text));

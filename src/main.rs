@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Reindex(args) => {
             let store = args.store.open().await?;
-            let report = store.reindex().await?;
+            let report = registry_db::ops::progress::reindex(store.as_ref(), args.quiet).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

@@ -4,6 +4,9 @@
 //! they show of. Defined here so that the domain imports nothing from the stores.
 
 use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
 use bytes::Bytes;
 use bytestring::ByteString;
 use serde_json::Value;
@@ -117,6 +120,13 @@ pub struct ReindexReport {
     /// The first of them (at most `counts::DRIFT_SHOWN`): which counter, what was kept, what
     /// the entries say.
     pub drift: Vec<DriftedCount>,
+}
+
+/// How far a reindex is: entries read, and of about how many (0 while unknown).
+#[derive(Debug, Default)]
+pub struct ReindexProgress {
+    pub read: AtomicU64,
+    pub total: AtomicU64,
 }
 
 /// One counter that `reindex` found off.
@@ -250,7 +260,16 @@ pub trait Store: Send + Sync + 'static {
     /// Rebuilds the tag index (and the name index and kept counts, where the store keeps them)
     /// from the entries (for a store that predates them, or to remove stale keys and drift).
     /// Safe to run while the service serves.
-    async fn reindex(&self) -> Result<ReindexReport, StoreError>;
+    async fn reindex(&self) -> Result<ReindexReport, StoreError> {
+        self.reindex_counted(Arc::default()).await
+    }
+
+    /// [`reindex`](Self::reindex), counting the entries it reads into `progress` as it goes
+    /// (for `registry-db reindex`'s progress line).
+    async fn reindex_counted(
+        &self,
+        progress: Arc<ReindexProgress>,
+    ) -> Result<ReindexReport, StoreError>;
 
     /// The counts the store keeps with every write (`domain::counts`), or `None` when it keeps
     /// none (then totals are counted from the entries).

@@ -15,7 +15,7 @@ use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
 use super::export::open_store;
-use super::progress::{Mode, Progress};
+use super::progress::{Counting, Mode, Progress};
 use crate::config::ImportArgs;
 use crate::domain::entry::ContainerRegistry;
 use crate::store::{Exported, Store, StoreError};
@@ -59,21 +59,6 @@ impl fmt::Display for Report {
             "restored {}, replaced {}, identical {}, kept {} (in the store and different; --overwrite replaces them), refused {}",
             self.restored, self.replaced, self.identical, self.kept, self.refused
         )
-    }
-}
-
-/// Bytes read so far, for the progress's time left.
-struct Counting<R> {
-    inner: R,
-    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
     }
 }
 

@@ -30,6 +30,21 @@ impl Mode {
     }
 }
 
+/// A reader that counts the bytes read through it, for a progress's time left.
+pub struct Counting<R> {
+    pub inner: R,
+    pub read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 pub struct Progress {
     what: &'static str,
     unit: &'static str,
@@ -169,6 +184,48 @@ pub async fn sweep(
         "swept {} entries in {secs:.1} s: {}",
         count.total.load(Ordering::Relaxed),
         serde_json::to_string(&report).unwrap_or_default()
+    ));
+    Ok(report)
+}
+
+/// `registry-db reindex` with its progress: entries read of about how many (the store says, when
+/// it knows), and a summary line.
+pub async fn reindex(
+    store: &dyn crate::store::Store,
+    quiet: bool,
+) -> Result<crate::store::ReindexReport, crate::store::StoreError> {
+    use std::sync::atomic::Ordering;
+    let count = std::sync::Arc::new(crate::domain::store::ReindexProgress::default());
+    let mut progress = Progress::new("reindex", "entries", Mode::detect(quiet));
+    let run = store.reindex_counted(count.clone());
+    tokio::pin!(run);
+    let mut shown = 0;
+    let position = |count: &crate::domain::store::ReindexProgress| {
+        let (read, total) = (
+            count.read.load(Ordering::Relaxed),
+            count.total.load(Ordering::Relaxed),
+        );
+        (read, (total > 0).then_some((read, total.max(read))))
+    };
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report?,
+            () = tokio::time::sleep(REDRAW_EVERY) => {
+                let (read, at) = position(&count);
+                progress.advance(read - shown, at);
+                shown = read;
+            }
+        }
+    };
+    let (read, _) = position(&count);
+    progress.advance(read - shown, None);
+    let secs = progress.elapsed().as_secs_f64();
+    progress.finish(&format!(
+        "reindexed {} entries in {secs:.1} s: {} index keys, {} stale removed, {} counters drifted",
+        report.entries,
+        report.index_keys + report.name_keys,
+        report.stale_keys_removed + report.stale_name_keys_removed,
+        report.counts_drifted
     ));
     Ok(report)
 }

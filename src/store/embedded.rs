@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -35,6 +36,7 @@ use super::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError, 
 use crate::domain::counts::{self, CountDelta, CountReader, KeptCounts, Recount};
 use crate::domain::entry::{ContainerRegistry, RegistryType, StorageType};
 use crate::domain::history::{BUCKETS, Day, DayCounts, ProbeSample};
+use crate::domain::store::ReindexProgress;
 use crate::domain::store::{LastHealth, ProbeTarget, unreadable};
 use crate::domain::words;
 use crate::health::{HealthStatus, ProbeResult};
@@ -274,7 +276,10 @@ fn write_index(
 /// the entries once, holding only the counters in memory (not the index keys): keys the entries
 /// call for are inserted (an insert that finds the key counts it as present), and only when the
 /// index held keys beyond those does a second pass look for the stale ones.
-fn rebuild_index(txn: &WriteTransaction) -> Result<ReindexReport, StoreError> {
+fn rebuild_index(
+    txn: &WriteTransaction,
+    progress: &ReindexProgress,
+) -> Result<ReindexReport, StoreError> {
     let mut report = ReindexReport::default();
     let owned: BTreeSet<String> = {
         let owners = txn.open_table(OWNERS).map_err(unavailable)?;
@@ -298,10 +303,14 @@ fn rebuild_index(txn: &WriteTransaction) -> Result<ReindexReport, StoreError> {
         let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
         let mut tags = txn.open_table(TAG_INDEX).map_err(unavailable)?;
         let mut names = txn.open_table(NAME_INDEX).map_err(unavailable)?;
+        progress
+            .total
+            .store(entries.len().map_err(unavailable)?, Ordering::Relaxed);
         for row in entries.iter().map_err(unavailable)? {
             let (key, value) = row.map_err(unavailable)?;
             let id = key.value();
             report.entries += 1;
+            progress.read.fetch_add(1, Ordering::Relaxed);
             let d = stored_derived(id, value.value(), owned.contains(id))?;
             let mut distinct = d.tags.clone();
             distinct.sort();
@@ -576,7 +585,8 @@ impl EmbeddedStore {
             .get(META_TAG_INDEX)?
             .map(|v| v.value());
         if built != Some(TAG_INDEX_VERSION) {
-            let report = rebuild_index(&txn).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let report = rebuild_index(&txn, &ReindexProgress::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if report.entries > 0 {
                 tracing::info!(
                     entries = report.entries,
@@ -1184,11 +1194,14 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn reindex(&self) -> Result<ReindexReport, StoreError> {
+    async fn reindex_counted(
+        &self,
+        progress: Arc<ReindexProgress>,
+    ) -> Result<ReindexReport, StoreError> {
         let cache = self.cache.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            let report = rebuild_index(&txn)?;
+            let report = rebuild_index(&txn, &progress)?;
             let mark = cache.begin_write();
             txn.commit().map_err(unavailable)?;
             mark.committed_index();

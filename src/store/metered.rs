@@ -189,8 +189,12 @@ impl Store for Metered {
         counted("health_days", &self.calls.health_days, result)
     }
 
-    async fn reindex(&self) -> Result<ReindexReport, StoreError> {
-        counted("reindex", &self.calls.reindex, self.inner.reindex().await)
+    async fn reindex_counted(
+        &self,
+        progress: std::sync::Arc<crate::domain::store::ReindexProgress>,
+    ) -> Result<ReindexReport, StoreError> {
+        let result = self.inner.reindex_counted(progress).await;
+        counted("reindex", &self.calls.reindex, result)
     }
 
     async fn kept_counts(&self) -> Result<Option<crate::domain::counts::KeptCounts>, StoreError> {

@@ -205,6 +205,21 @@ async fn a_mongoexport_lands_in_both_stores_and_every_refusal_is_reported() {
             "{name}: {}",
             run.stderr
         );
+        // Progress on standard error (not a terminal here: plain lines), then one summary line.
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.starts_with("import: 0 documents done")),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.lines().last().is_some_and(|l| l.starts_with(
+                "imported 3, refused 5, duplicates 2 (1 already in the store, 1 repeated in the file), of 10 documents read in "
+            )),
+            "{name}: {}",
+            run.stderr
+        );
 
         let registry = target.registry().await;
         // The seed entry: every seed field as the export had it, and nothing of MongoDB's.

@@ -425,7 +425,10 @@ mod tests {
         > {
             Err(not_used())
         }
-        async fn reindex(&self) -> Result<crate::domain::store::ReindexReport, StoreError> {
+        async fn reindex_counted(
+            &self,
+            _: Arc<crate::domain::store::ReindexProgress>,
+        ) -> Result<crate::domain::store::ReindexReport, StoreError> {
             Err(not_used())
         }
         fn describe(&self) -> String {

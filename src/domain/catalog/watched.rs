@@ -199,8 +199,11 @@ impl Store for Watched {
         self.inner.health_days(id, from, to).await
     }
 
-    async fn reindex(&self) -> Result<ReindexReport, StoreError> {
-        self.write(|store| async move { store.reindex().await })
+    async fn reindex_counted(
+        &self,
+        progress: Arc<crate::domain::store::ReindexProgress>,
+    ) -> Result<ReindexReport, StoreError> {
+        self.write(|store| async move { store.reindex_counted(progress).await })
             .await
     }
 

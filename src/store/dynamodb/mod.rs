@@ -62,6 +62,7 @@ use super::{Exported, ReindexReport, ScanChunk, ScanRequest, Store, StoreError, 
 use crate::domain::counts::{self, CountDelta, CountReader, KeptCounts, Recount};
 use crate::domain::entry::{ContainerRegistry, HEALTH, ID, OWNER, PUBLIC_URL, TAGS, VERSION};
 use crate::domain::history::{Day, DayCounts, KEPT_DAYS, ProbeSample, bucket_of};
+use crate::domain::store::ReindexProgress;
 use crate::domain::store::{LastHealth, ProbeTarget};
 use crate::health::{HealthStatus, ProbeResult};
 
@@ -1743,8 +1744,22 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn reindex(&self) -> Result<ReindexReport, StoreError> {
+    async fn reindex_counted(
+        &self,
+        progress: Arc<ReindexProgress>,
+    ) -> Result<ReindexReport, StoreError> {
         let mut report = ReindexReport::default();
+        // DynamoDB's item count, updated about every six hours: "about" is all it can be.
+        if let Ok(table) = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            && let Some(n) = table.table().and_then(|t| t.item_count())
+        {
+            progress.total.store(n.max(0) as u64, Ordering::Relaxed);
+        }
         // 1. Every entry's id, tags and version, and the counters it contributes to.
         let mut entries: HashMap<String, (Vec<String>, AttributeValue)> = HashMap::new();
         let mut recount = Recount::default();
@@ -1760,6 +1775,7 @@ impl Store for DynamoStore {
                 .await
                 .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
+                progress.read.fetch_add(1, Ordering::Relaxed);
                 if let Some(id) = string_attr(&item, KEY) {
                     let owned = string_attr(&item, OWNER).is_some();
                     if let Ok(entry) = from_item(item.clone()) {

@@ -816,3 +816,50 @@ fn a_sweep_shows_progress_and_a_summary() {
     assert!(!err.lines().any(|l| l.starts_with("sweep: ")), "{err}");
     assert!(err.contains("swept 3 entries in "), "{err}");
 }
+
+#[test]
+fn a_reindex_shows_progress_and_a_summary() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let file = work.path().join("in.ndjson");
+    let lines: Vec<String> = (0..5)
+        .map(|i| {
+            json!({"container_registry_id": format!("r{i}"), "container_registry_name": format!("name {i}"),
+                   "container_registry_public_url": "http://10.0.0.1:5000",
+                   "container_registry_tags": ["ai", format!("t{i}")],
+                   "container_registry_created_at": "2026-01-02T03:04:05.000Z",
+                   "container_registry_updated_at": "2026-01-02T03:04:05.000Z",
+                   "container_registry_version": 1})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(bin().args([
+        "import",
+        "--exact",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    // Not a terminal: the first plain line at once, then the summary; the report alone on stdout.
+    let out = ok(bin().args(["reindex", "--data", data.to_str().unwrap()]));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report alone on stdout");
+    assert_eq!(report["entries"], 5, "{report}");
+    assert_eq!(report["index_keys"], 10, "{report}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("reindex: 0 entries done")),
+        "{err}"
+    );
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("reindexed 5 entries in ") && last.contains("0 counters drifted"),
+        "{err}"
+    );
+    let out = ok(bin().args(["reindex", "--quiet", "--data", data.to_str().unwrap()]));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.lines().any(|l| l.starts_with("reindex: ")), "{err}");
+    assert!(err.contains("reindexed 5 entries in "), "{err}");
+}
