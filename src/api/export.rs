@@ -29,15 +29,22 @@ type Reading = tokio::task::JoinHandle<Result<u64, StoreError>>;
 async fn export(_: WriteAccess, State(state): State<Arc<AppState>>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Exported>(IN_FLIGHT);
     let store = state.catalog.store().clone();
-    let reading: Reading = tokio::spawn(async move { store.export(tx).await });
-    let stream = futures::stream::unfold(Some((rx, reading)), |state| async move {
-        let (mut rx, reading) = state?;
+    let reader = store.clone();
+    let reading: Reading = tokio::spawn(async move { reader.export(tx).await });
+    let stream = futures::stream::unfold(Some((rx, reading, store)), |state| async move {
+        let (mut rx, reading, store) = state?;
         match rx.recv().await {
-            Some(entry) => {
-                let mut line = Vec::with_capacity(1024);
-                export_line(&entry, &mut line);
-                Some((Ok(Bytes::from(line)), Some((rx, reading))))
-            }
+            Some(entry) => match entry.with_history(store.as_ref()).await {
+                Ok(entry) => {
+                    let mut line = Vec::with_capacity(1024);
+                    export_line(&entry, &mut line);
+                    Some((Ok(Bytes::from(line)), Some((rx, reading, store))))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store failure during an export");
+                    Some((Err(std::io::Error::other("the store failed")), None))
+                }
+            },
             // The end: a store failure breaks the body off (no final chunk), so that a client
             // never takes a cut export for a whole one.
             None => match reading.await {

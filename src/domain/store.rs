@@ -179,6 +179,25 @@ pub struct LastHealth {
 pub struct Exported {
     pub entry: ContainerRegistry,
     pub owner: Option<String>,
+    /// Its health history (`domain::history`), days in date order; filled by the export from
+    /// [`Store::health_days`] (the stores' `export` leave it empty).
+    pub history: Vec<(Day, DayCounts)>,
+}
+
+impl Exported {
+    /// Fills in the entry's health history of the days still kept (read apart from the export's
+    /// view: a probe recorded meanwhile may show in it or not).
+    pub async fn with_history(mut self, store: &dyn Store) -> Result<Exported, StoreError> {
+        let today = Day::of(chrono::Utc::now());
+        self.history = store
+            .health_days(
+                &self.entry.container_registry_id,
+                today.oldest_kept(),
+                today,
+            )
+            .await?;
+        Ok(self)
+    }
 }
 
 /// A place entries live, with a tag index kept consistent with them.
@@ -256,6 +275,10 @@ pub trait Store: Send + Sync + 'static {
         from: Day,
         to: Day,
     ) -> Result<Vec<(Day, DayCounts)>, StoreError>;
+
+    /// Sets the entry's history days to `days` (a restore: each day as given, replacing what the
+    /// store held for it). `NotFound` when there is no such entry.
+    async fn restore_history(&self, id: &str, days: &[(Day, DayCounts)]) -> Result<(), StoreError>;
 
     /// Rebuilds the tag index (and the name index and kept counts, where the store keeps them)
     /// from the entries (for a store that predates them, or to remove stale keys and drift).

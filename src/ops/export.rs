@@ -223,6 +223,10 @@ pub async fn write_all(
         let mut line = Vec::with_capacity(4096);
         let (mut entries, mut bytes) = (0u64, 0u64);
         while let Some(entry) = rx.recv().await {
+            let entry = entry
+                .with_history(store)
+                .await
+                .context("the store failed reading a history during the export")?;
             line.clear();
             export_line(&entry, &mut line);
             out.write_all(&line).context("cannot write the export")?;

@@ -232,34 +232,61 @@ async fn flush(
     }
     let entries: Vec<ContainerRegistry> = batch.iter().map(|(_, e)| e.entry.clone()).collect();
     let results = store.insert_many(&entries).await;
-    for ((number, Exported { entry, owner }), result) in batch.drain(..).zip(results) {
+    let today = crate::domain::history::Day::of(chrono::Utc::now());
+    for (
+        (
+            number,
+            Exported {
+                entry,
+                owner,
+                mut history,
+            },
+        ),
+        result,
+    ) in batch.drain(..).zip(results)
+    {
+        // Days past the 90 kept are dropped, as the store would drop them.
+        history.retain(|(day, _)| day.0 >= today.oldest_kept().0);
         match result {
-            // The owner goes in after its entry, in a second write: an import cut between the
-            // two leaves the entry ownerless (the operator's), and its re-run gives it its owner
-            // below, the entry being identical.
+            // The owner and the history go in after their entry, in writes of their own: an
+            // import cut between them leaves the entry ownerless (the operator's) or without its
+            // days, and its re-run completes it below, the entry being identical.
             Ok(()) => {
+                let id = &entry.container_registry_id;
                 if let Some(owner) = &owner {
-                    store
-                        .set_owner(&entry.container_registry_id, None, owner)
-                        .await?;
+                    store.set_owner(id, None, owner).await?;
+                }
+                if !history.is_empty() {
+                    store.restore_history(id, &history).await?;
                 }
                 report.restored += 1
             }
             Err(StoreError::AlreadyExists(id)) => {
                 let stored = store.get(&id).await?.map(|s| s.entry()).transpose()?;
                 let stored_owner = store.owner(&id).await?.flatten();
-                if stored.as_ref() == Some(&entry) && stored_owner == owner {
+                let stored_history = store.health_days(&id, today.oldest_kept(), today).await?;
+                let same_entry = stored.as_ref() == Some(&entry);
+                if same_entry && stored_owner == owner && stored_history == history {
                     report.identical += 1;
-                } else if stored.as_ref() == Some(&entry) && stored_owner.is_none() {
-                    // A re-run after a cut between the entry and its owner (above).
-                    if let Some(owner) = &owner {
+                } else if same_entry
+                    && (stored_owner.is_none() || stored_owner == owner)
+                    && (stored_history.is_empty() || stored_history == history)
+                {
+                    // A re-run after a cut between the entry and its owner or days (above).
+                    if let (None, Some(owner)) = (&stored_owner, &owner) {
                         store.set_owner(&id, None, owner).await?;
+                    }
+                    if stored_history.is_empty() && !history.is_empty() {
+                        store.restore_history(&id, &history).await?;
                     }
                     report.restored += 1;
                 } else if overwrite {
                     // Not one transaction: between the two a reader may miss the entry.
                     store.delete(&id).await?;
                     store.insert_owned(&entry, owner.as_deref()).await?;
+                    if !history.is_empty() {
+                        store.restore_history(&id, &history).await?;
+                    }
                     report.replaced += 1;
                 } else {
                     report.kept += 1;

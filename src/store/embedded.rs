@@ -1194,6 +1194,28 @@ impl Store for EmbeddedStore {
         })
     }
 
+    async fn restore_history(&self, id: &str, days: &[(Day, DayCounts)]) -> Result<(), StoreError> {
+        let (id, days) = (id.to_string(), days.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let entries = txn.open_table(ENTRIES).map_err(unavailable)?;
+                if entries.get(id.as_str()).map_err(unavailable)?.is_none() {
+                    return Err(StoreError::NotFound(id));
+                }
+                let mut history = txn.open_table(HISTORY).map_err(unavailable)?;
+                for (day, counts) in &days {
+                    history
+                        .insert((id.as_str(), day.0), encode_counts(counts).as_slice())
+                        .map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn reindex_counted(
         &self,
         progress: Arc<ReindexProgress>,
@@ -1295,7 +1317,12 @@ impl Store for EmbeddedStore {
                     .get(id.value())
                     .map_err(unavailable)?
                     .map(|o| o.value().to_string());
-                if out.blocking_send(Exported { entry, owner }).is_err() {
+                let exported = Exported {
+                    entry,
+                    owner,
+                    history: Vec::new(),
+                };
+                if out.blocking_send(exported).is_err() {
                     // The reader stopped (it failed, and says why): nothing more to send.
                     break;
                 }

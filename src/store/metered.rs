@@ -189,6 +189,17 @@ impl Store for Metered {
         counted("health_days", &self.calls.health_days, result)
     }
 
+    async fn restore_history(
+        &self,
+        id: &str,
+        days: &[(
+            crate::domain::history::Day,
+            crate::domain::history::DayCounts,
+        )],
+    ) -> Result<(), StoreError> {
+        self.inner.restore_history(id, days).await
+    }
+
     async fn reindex_counted(
         &self,
         progress: std::sync::Arc<crate::domain::store::ReindexProgress>,

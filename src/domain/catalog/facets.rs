@@ -425,6 +425,16 @@ mod tests {
         > {
             Err(not_used())
         }
+        async fn restore_history(
+            &self,
+            _: &str,
+            _: &[(
+                crate::domain::history::Day,
+                crate::domain::history::DayCounts,
+            )],
+        ) -> Result<(), StoreError> {
+            Err(not_used())
+        }
         async fn reindex_counted(
             &self,
             _: Arc<crate::domain::store::ReindexProgress>,

@@ -199,6 +199,19 @@ impl Store for Watched {
         self.inner.health_days(id, from, to).await
     }
 
+    async fn restore_history(
+        &self,
+        id: &str,
+        days: &[(
+            crate::domain::history::Day,
+            crate::domain::history::DayCounts,
+        )],
+    ) -> Result<(), StoreError> {
+        let (id, days) = (id.to_string(), days.to_vec());
+        self.write(|store| async move { store.restore_history(&id, &days).await })
+            .await
+    }
+
     async fn reindex_counted(
         &self,
         progress: Arc<crate::domain::store::ReindexProgress>,

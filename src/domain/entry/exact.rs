@@ -9,6 +9,7 @@ use super::{
     CREATED_AT, ClientFields, ContainerRegistry, HEALTH, MANAGED_FIELDS, OWNER, UPDATED_AT,
     VERSION, type_error,
 };
+use crate::domain::history::{BUCKETS, Day, DayCounts, KEPT_DAYS};
 use crate::domain::owner::is_owner_record;
 use crate::domain::store::Exported;
 use crate::error::ValidationError;
@@ -86,11 +87,100 @@ impl Exported {
             }
             Some(other) => return Err(type_error(OWNER, "an owner record", &other)),
         };
+        let history = match doc.as_object_mut().and_then(|d| d.remove(HISTORY)) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => parse_history(v)?,
+        };
         Ok(Exported {
             entry: ContainerRegistry::from_export(doc)?,
             owner,
+            history,
         })
     }
+}
+
+/// Where an export line holds the entry's health history: days in date order, each
+/// `{"date", "healthy", "auth_required", "not_registry", "unreachable", "latency": [11 counts]}`.
+pub const HISTORY: &str = "container_registry_health_history";
+
+fn parse_history(v: Value) -> Result<Vec<(Day, DayCounts)>, ValidationError> {
+    let bad = |why: String| ValidationError::new(HISTORY, why);
+    let Value::Array(days) = v else {
+        return Err(type_error(HISTORY, "a list of days", &v));
+    };
+    if days.len() > KEPT_DAYS as usize {
+        return Err(bad(format!(
+            "holds {} days, more than the {KEPT_DAYS} kept",
+            days.len()
+        )));
+    }
+    let mut out: Vec<(Day, DayCounts)> = Vec::with_capacity(days.len());
+    for (i, day) in days.into_iter().enumerate() {
+        let Value::Object(mut day) = day else {
+            return Err(bad(format!("day {i} is not an object")));
+        };
+        let date = match day.remove("date") {
+            Some(Value::String(d)) => Day::parse_iso(&d)
+                .ok_or_else(|| bad(format!("day {i}: {d:?} is not a YYYY-MM-DD date")))?,
+            _ => return Err(bad(format!("day {i}: date is required"))),
+        };
+        if out.last().is_some_and(|(last, _)| last.0 >= date.0) {
+            return Err(bad(format!(
+                "day {i}: the days must be in date order, each once"
+            )));
+        }
+        let mut count = |name: &str| match day.remove(name) {
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .ok_or_else(|| bad(format!("day {i}: {name} must be a whole number"))),
+            _ => Err(bad(format!("day {i}: {name} is required"))),
+        };
+        let mut c = DayCounts {
+            healthy: count("healthy")?,
+            auth_required: count("auth_required")?,
+            not_registry: count("not_registry")?,
+            unreachable: count("unreachable")?,
+            ..Default::default()
+        };
+        match day.remove("latency") {
+            Some(Value::Array(buckets)) if buckets.len() == BUCKETS => {
+                for (slot, b) in c.latency.iter_mut().zip(buckets) {
+                    *slot = b.as_u64().ok_or_else(|| {
+                        bad(format!(
+                            "day {i}: latency holds something not a whole number"
+                        ))
+                    })?;
+                }
+            }
+            _ => {
+                return Err(bad(format!(
+                    "day {i}: latency must be a list of {BUCKETS} whole numbers"
+                )));
+            }
+        }
+        if let Some(other) = day.keys().next() {
+            return Err(bad(format!("day {i}: {other} is not a field of a day")));
+        }
+        out.push((date, c));
+    }
+    Ok(out)
+}
+
+fn history_json(days: &[(Day, DayCounts)]) -> Value {
+    Value::Array(
+        days.iter()
+            .map(|(day, c)| {
+                serde_json::json!({
+                    "date": day.iso(),
+                    "healthy": c.healthy,
+                    "auth_required": c.auth_required,
+                    "not_registry": c.not_registry,
+                    "unreachable": c.unreachable,
+                    "latency": c.latency.to_vec(),
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The line `export` writes for an entry: its JSON with every object's keys sorted, so that the
@@ -99,8 +189,13 @@ impl Exported {
 /// entry's owner, and nothing that lets a reader of the backup write as them).
 pub fn export_line(exported: &Exported, out: &mut Vec<u8>) {
     let mut value = serde_json::to_value(&exported.entry).expect("an entry serializes");
-    if let (Some(owner), Value::Object(map)) = (&exported.owner, &mut value) {
-        map.insert(OWNER.to_string(), Value::String(owner.clone()));
+    if let Value::Object(map) = &mut value {
+        if let Some(owner) = &exported.owner {
+            map.insert(OWNER.to_string(), Value::String(owner.clone()));
+        }
+        if !exported.history.is_empty() {
+            map.insert(HISTORY.to_string(), history_json(&exported.history));
+        }
     }
     let value = sorted(value);
     serde_json::to_writer(&mut *out, &value).expect("writing to a Vec cannot fail");

@@ -1708,6 +1708,42 @@ impl Store for DynamoStore {
         Ok(true)
     }
 
+    async fn restore_history(&self, id: &str, days: &[(Day, DayCounts)]) -> Result<(), StoreError> {
+        // Whole items, each day as given (a put replaces a day the table held), with their TTL.
+        let mut puts = Vec::with_capacity(days.len());
+        for (day, c) in days {
+            let mut item = HashMap::from([
+                (KEY.to_string(), s(id)),
+                (DAY.to_string(), s(&day.iso())),
+                (
+                    EXPIRES_AT.to_string(),
+                    AttributeValue::N(day.epoch_secs_after(KEPT_DAYS).to_string()),
+                ),
+            ]);
+            for (status, count) in [
+                (HealthStatus::Healthy, c.healthy),
+                (HealthStatus::AuthRequired, c.auth_required),
+                (HealthStatus::NotRegistry, c.not_registry),
+                (HealthStatus::Unreachable, c.unreachable),
+            ] {
+                if count > 0 {
+                    item.insert(status.as_str().to_string(), n(count));
+                }
+            }
+            for (i, count) in c.latency.iter().enumerate() {
+                if *count > 0 {
+                    item.insert(bucket_attr(i), n(*count));
+                }
+            }
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(build_error)?;
+            puts.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.batch_write(&self.history_table, puts).await
+    }
+
     async fn health_days(
         &self,
         id: &str,
@@ -1909,6 +1945,7 @@ impl Store for DynamoStore {
                         let exported = Exported {
                             entry: from_item(item)?,
                             owner,
+                            history: Vec::new(),
                         };
                         if out.send(exported).await.is_err() {
                             return Ok(sent);

@@ -65,6 +65,14 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+fn doc_of(lines: &[String], id: &str) -> Value {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|d| d["container_registry_id"] == id)
+        .unwrap()
+}
+
 fn sorted_lines(text: &[u8]) -> Vec<String> {
     let mut lines: Vec<String> = String::from_utf8(text.to_vec())
         .unwrap()
@@ -163,6 +171,25 @@ async fn round_trip_embedded_dynamodb_embedded_is_byte_for_byte() {
     assert!(
         doc["container_registry_created_at"] != doc["container_registry_updated_at"],
         "{doc}"
+    );
+    // Its health history: today's one probe, not_registry, with its latency bucket.
+    let day = &doc["container_registry_health_history"][0];
+    assert_eq!(day["not_registry"], 1, "{doc}");
+    assert_eq!(day["healthy"], 0, "{doc}");
+    assert_eq!(
+        day["latency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .sum::<u64>(),
+        1,
+        "{doc}"
+    );
+    assert!(
+        doc_of(&lines, "reg-01")
+            .get("container_registry_health_history")
+            .is_none()
     );
     // The owner as a hash of the token, never the token itself.
     assert_eq!(
@@ -366,6 +393,19 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
             "container_registry_owner",
             json!(format!("rdbo_{}", "A".repeat(43))),
         ),
+        // A history day that is not a date, and one whose latency lacks buckets.
+        with(
+            "h-date",
+            "container_registry_health_history",
+            json!([{"date": "2026-13-01",
+            "healthy": 1, "auth_required": 0, "not_registry": 0, "unreachable": 0, "latency": vec![0; 11]}]),
+        ),
+        with(
+            "h-lat",
+            "container_registry_health_history",
+            json!([{"date": "2026-12-01",
+            "healthy": 1, "auth_required": 0, "not_registry": 0, "unreachable": 0, "latency": [1, 0]}]),
+        ),
     ];
     let file = work.path().join("bad.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();
@@ -404,6 +444,14 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
         ),
         (12, "container_registry_owner: must be an owner record"),
         (13, "container_registry_owner: must be an owner record"),
+        (
+            14,
+            "container_registry_health_history: day 0: \"2026-13-01\" is not a YYYY-MM-DD date",
+        ),
+        (
+            15,
+            "container_registry_health_history: day 0: latency must be a list of 11 whole numbers",
+        ),
     ] {
         assert!(
             err.lines()
@@ -411,7 +459,7 @@ fn malformed_managed_fields_are_refused_reported_and_never_stored() {
             "line {line} should say {says:?}: {err}"
         );
     }
-    assert!(err.contains("restored 1, replaced 0, identical 0, kept 0 (in the store and different; --overwrite replaces them), refused 12"), "{err}");
+    assert!(err.contains("restored 1, replaced 0, identical 0, kept 0 (in the store and different; --overwrite replaces them), refused 14"), "{err}");
     let out = ok(bin().args(["export", "-", "--quiet", "--data", data.to_str().unwrap()]));
     let exported: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
