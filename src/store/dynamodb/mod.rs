@@ -629,17 +629,24 @@ impl DynamoStore {
         if self.counts_ready.load(Ordering::Acquire) {
             return Ok(true);
         }
+        self.marker_or_empty(COUNTS_MARKER_ID, &self.counts_ready)
+            .await
+    }
+
+    /// Whether the marker `id` is in the tag table, or the entries table is empty (then the
+    /// marker is written now: nothing predates it); `flag` remembers a yes.
+    async fn marker_or_empty(&self, id: &str, flag: &AtomicBool) -> Result<bool, StoreError> {
         let marker = self
             .client
             .get_item()
             .table_name(&self.tag_table)
-            .set_key(Some(index_key(INDEX_MARKER_TAG, COUNTS_MARKER_ID)))
+            .set_key(Some(index_key(INDEX_MARKER_TAG, id)))
             .consistent_read(true)
             .send()
             .await
             .map_err(sdk_error)?;
         if marker.item.is_some() {
-            self.counts_ready.store(true, Ordering::Release);
+            flag.store(true, Ordering::Release);
             return Ok(true);
         }
         let probe = self
@@ -652,34 +659,31 @@ impl DynamoStore {
             .await
             .map_err(sdk_error)?;
         if probe.items.as_ref().is_none_or(Vec::is_empty) && probe.last_evaluated_key.is_none() {
-            self.mark_counts_complete().await?;
+            self.put_marker(id, flag).await?;
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn mark_counts_complete(&self) -> Result<(), StoreError> {
+    /// Writes the marker `id` (the index or the counts cover every entry) and remembers it.
+    async fn put_marker(&self, id: &str, flag: &AtomicBool) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.tag_table)
-            .set_item(Some(index_key(INDEX_MARKER_TAG, COUNTS_MARKER_ID)))
+            .set_item(Some(index_key(INDEX_MARKER_TAG, id)))
             .send()
             .await
             .map_err(sdk_error)?;
-        self.counts_ready.store(true, Ordering::Release);
+        flag.store(true, Ordering::Release);
         Ok(())
     }
 
+    async fn mark_counts_complete(&self) -> Result<(), StoreError> {
+        self.put_marker(COUNTS_MARKER_ID, &self.counts_ready).await
+    }
+
     async fn mark_index_complete(&self) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.tag_table)
-            .set_item(Some(index_key(INDEX_MARKER_TAG, INDEX_MARKER_ID)))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        self.index_ready.store(true, Ordering::Release);
-        Ok(())
+        self.put_marker(INDEX_MARKER_ID, &self.index_ready).await
     }
 
     /// Whether queries may use the tag index: its completion marker is there, or the entries
@@ -706,30 +710,10 @@ impl DynamoStore {
     }
 
     async fn check_index(&self) -> Result<bool, StoreError> {
-        let marker = self
-            .client
-            .get_item()
-            .table_name(&self.tag_table)
-            .set_key(Some(index_key(INDEX_MARKER_TAG, INDEX_MARKER_ID)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        if marker.item.is_some() {
-            self.index_ready.store(true, Ordering::Release);
-            return Ok(true);
-        }
-        let probe = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        if probe.items.as_ref().is_none_or(Vec::is_empty) && probe.last_evaluated_key.is_none() {
-            self.mark_index_complete().await?;
+        if self
+            .marker_or_empty(INDEX_MARKER_ID, &self.index_ready)
+            .await?
+        {
             return Ok(true);
         }
         tracing::warn!(
